@@ -1,0 +1,265 @@
+//! The consuming side: a [`Consumer`] runs a [`Handler`] for each delivery in
+//! a transaction that also records the message id in the inbox, retries
+//! failures with exponential back-off, and moves a message to the dead-letter
+//! table once its attempts are spent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::RngExt;
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, BusError, Delivery, Message, Subscription, now_ms};
+
+/// Why a handler did not handle a message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying: a timeout, a database that is busy.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (a payload that does not parse): dead-letter it now.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        HandlerError::Transient(error.to_string())
+    }
+}
+
+/// The effect of a message, applied inside the consumer's transaction.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError>;
+
+    /// Called after the transaction of a handled message committed.
+    fn committed(&self) {}
+}
+
+/// How often and how patiently a consumer retries.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Deliveries before the message is dead-lettered.
+    pub max_attempts: u32,
+    /// Back-off before the second delivery; doubled each time after.
+    pub base: Duration,
+    /// Upper bound of the back-off.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Back-off after failed delivery `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        backoff(self.base, self.max, attempt)
+    }
+}
+
+/// Exponential back-off after failed `attempt` (1-based): `base` doubled per
+/// attempt up to `max`, with jitter over the upper half so that retries of
+/// many messages spread out.
+pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+        .min(max);
+    let half = exp / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+/// A consumer group member bound to one database.
+pub struct Consumer {
+    /// The name recorded in the inbox and the dead-letter table.
+    name: String,
+    pool: AnyPool,
+    handler: Arc<dyn Handler>,
+    retry: RetryPolicy,
+}
+
+impl Consumer {
+    pub fn new(name: impl Into<String>, pool: AnyPool, handler: impl Handler) -> Self {
+        Self {
+            name: name.into(),
+            pool,
+            handler: Arc::new(handler),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Subscribes to `subject` in the group named after the consumer, then
+    /// returns the loop to run until `shutdown`. Subscribing first means that
+    /// nothing published after this returns is missed.
+    pub async fn subscribe(
+        self,
+        bus: &dyn Bus,
+        subject: &str,
+        shutdown: CancellationToken,
+    ) -> Result<impl Future<Output = ()> + Send + 'static, BusError> {
+        let subscription = bus.subscribe(subject, &self.name).await?;
+        Ok(async move {
+            tokio::select! {
+                () = self.run(subscription) => {}
+                () = shutdown.cancelled() => {}
+            }
+        })
+    }
+
+    /// Handles deliveries one at a time; a delivery cut short by shutdown is
+    /// dropped unsettled, and so redelivered.
+    async fn run(self, mut subscription: Subscription) {
+        while let Some(delivery) = subscription.next().await {
+            self.process(delivery).await;
+        }
+    }
+
+    async fn process(&self, delivery: Delivery) {
+        let id = delivery.message.id.clone();
+        match self.apply(&delivery.message).await {
+            Ok(()) => {
+                let _ = delivery.ack().await;
+            }
+            Err(error) => {
+                let permanent = matches!(error, HandlerError::Permanent(_));
+                if permanent || delivery.attempt >= self.retry.max_attempts {
+                    tracing::error!(consumer = %self.name, %id, attempts = delivery.attempt, %error, "dead-lettering message");
+                    match self
+                        .dead_letter(&delivery.message, delivery.attempt, &error.to_string())
+                        .await
+                    {
+                        Ok(()) => {
+                            let _ = delivery.ack().await;
+                        }
+                        Err(db) => {
+                            tracing::error!(%db, "could not dead-letter message; will retry");
+                            let _ = delivery.nack(self.retry.max).await;
+                        }
+                    }
+                } else {
+                    let delay = self.retry.backoff(delivery.attempt);
+                    tracing::warn!(consumer = %self.name, %id, attempt = delivery.attempt, %error, ?delay, "handler failed; retrying");
+                    let _ = delivery.nack(delay).await;
+                }
+            }
+        }
+    }
+
+    /// The effect and the inbox record, in one transaction.
+    async fn apply(&self, message: &Message) -> Result<(), HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO inbox (consumer, message_id, handled_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.name)
+        .bind(&message.id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if fresh {
+            self.handler.handle(&mut tx, message).await?;
+        } else {
+            tracing::debug!(consumer = %self.name, id = %message.id, "duplicate delivery skipped");
+        }
+        tx.commit().await?;
+        if fresh {
+            self.handler.committed();
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dead_letters \
+             (consumer, message_id, subject, headers, payload, attempts, error, failed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.name)
+        .bind(&message.id)
+        .bind(&message.subject)
+        .bind(serde_json::to_string(&message.headers).expect("string map serializes"))
+        .bind(String::from_utf8_lossy(&message.payload).as_ref())
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A message a consumer gave up on.
+#[derive(Clone, Debug)]
+pub struct DeadLetter {
+    pub consumer: String,
+    pub message_id: String,
+    pub subject: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub error: String,
+    pub failed_at: i64,
+}
+
+/// Every dead letter in `pool`, newest first.
+pub async fn dead_letters(pool: &AnyPool) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT consumer, message_id, subject, payload, attempts, error, failed_at \
+         FROM dead_letters ORDER BY failed_at DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(DeadLetter {
+                consumer: row.try_get("consumer")?,
+                message_id: row.try_get("message_id")?,
+                subject: row.try_get("subject")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get("attempts")?,
+                error: row.try_get("error")?,
+                failed_at: row.try_get("failed_at")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for attempt in 1..30 {
+            let exp = (100u64 << (attempt - 1).min(20)).min(1000);
+            let d = policy.backoff(attempt).as_millis() as u64;
+            assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d} ms");
+        }
+    }
+}

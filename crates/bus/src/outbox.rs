@@ -1,0 +1,165 @@
+//! The transactional outbox: [`stage`] writes a message in the caller's
+//! transaction; the [`Relay`] publishes staged messages and marks each one
+//! published once the bus has confirmed it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, Message, now_ms};
+
+/// Migrations of the outbox, inbox and dead-letter tables.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Messages staged at once at most by one relay pass, and published concurrently.
+const BATCH: i64 = 256;
+/// Published rows are kept this long for inspection, then pruned.
+const RETENTION_MS: i64 = 60 * 60 * 1000;
+
+/// Writes `message` into the outbox inside the caller's transaction.
+pub async fn stage(conn: &mut AnyConnection, message: &Message) -> Result<(), sqlx::Error> {
+    let headers = serde_json::to_string(&message.headers).expect("string map serializes");
+    let payload = String::from_utf8_lossy(&message.payload);
+    sqlx::query(
+        "INSERT INTO outbox (id, subject, headers, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&message.id)
+    .bind(&message.subject)
+    .bind(headers)
+    .bind(payload.as_ref())
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Wakes the relay right after a commit, so messages leave without waiting
+/// for the next poll.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Publishes what was staged in one database's outbox.
+pub struct Relay {
+    pool: AnyPool,
+    bus: Arc<dyn Bus>,
+    waker: Waker,
+    poll: Duration,
+}
+
+impl Relay {
+    pub fn new(pool: AnyPool, bus: Arc<dyn Bus>, waker: Waker) -> Self {
+        Self {
+            pool,
+            bus,
+            waker,
+            poll: Duration::from_millis(500),
+        }
+    }
+
+    /// Runs until `shutdown`; messages still in flight then stay staged and
+    /// are published by the next run.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut publishing = JoinSet::new();
+        let mut last_prune = 0;
+        loop {
+            let wake = self.waker.0.notified();
+            match self.pass(&in_flight, &mut publishing).await {
+                Ok(()) => {}
+                Err(error) => tracing::warn!(%error, "outbox relay pass failed"),
+            }
+            while publishing.try_join_next().is_some() {}
+            if now_ms() - last_prune > 60_000 {
+                last_prune = now_ms();
+                let pruned = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
+                    .bind(last_prune - RETENTION_MS)
+                    .execute(&self.pool)
+                    .await;
+                if let Err(error) = pruned {
+                    tracing::warn!(%error, "outbox prune failed");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        publishing.abort_all();
+    }
+
+    /// Starts publishing every staged message that is not already in flight.
+    async fn pass(
+        &self,
+        in_flight: &Arc<Mutex<HashSet<String>>>,
+        publishing: &mut JoinSet<()>,
+    ) -> Result<(), sqlx::Error> {
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, subject, headers, payload FROM outbox \
+                 WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(&after)
+            .bind(BATCH)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = last.try_get("id")?;
+            let full = rows.len() as i64 == BATCH;
+            for row in rows {
+                let id: String = row.try_get("id")?;
+                if !in_flight.lock().unwrap().insert(id.clone()) {
+                    continue;
+                }
+                let headers: String = row.try_get("headers")?;
+                let payload: String = row.try_get("payload")?;
+                let message = Message {
+                    id,
+                    subject: row.try_get("subject")?,
+                    headers: serde_json::from_str::<BTreeMap<String, String>>(&headers)
+                        .unwrap_or_default(),
+                    payload: Bytes::from(payload),
+                    reply_to: None,
+                };
+                let (bus, pool, in_flight) =
+                    (self.bus.clone(), self.pool.clone(), in_flight.clone());
+                publishing.spawn(async move {
+                    let id = message.id.clone();
+                    match bus.publish(message).await {
+                        Ok(()) => {
+                            let marked =
+                                sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2")
+                                    .bind(now_ms())
+                                    .bind(&id)
+                                    .execute(&pool)
+                                    .await;
+                            if let Err(error) = marked {
+                                tracing::warn!(%error, %id, "could not mark outbox message published");
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, %id, "publish failed; will retry"),
+                    }
+                    in_flight.lock().unwrap().remove(&id);
+                });
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}

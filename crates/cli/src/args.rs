@@ -1,0 +1,87 @@
+//! Command-line arguments; each can also come from a `FLOTILLA_*` variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use flotilla_kit::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "A microservice stack in one binary"
+)]
+pub struct Cli {
+    /// Log format; logs go to stderr.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        env = "FLOTILLA_LOG_FORMAT",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the gateway and every service in this process.
+    Up(UpArgs),
+    /// Runs one service, or the gateway, alone.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Port of the gateway; 0 picks a free one.
+    #[arg(long, default_value_t = 8080, env = "FLOTILLA_PORT")]
+    pub port: u16,
+    /// Address the gateway listens on. Services always listen on loopback.
+    #[arg(long, default_value = "127.0.0.1", env = "FLOTILLA_HOST")]
+    pub host: IpAddr,
+    /// Directory of the services' SQLite databases.
+    #[arg(long, default_value = "./data", env = "FLOTILLA_DATA")]
+    pub data: PathBuf,
+    /// Instances of each service.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), env = "FLOTILLA_REPLICAS")]
+    pub replicas: u16,
+    #[command(flatten)]
+    pub notifications: flotilla_notifications::Config,
+}
+
+impl UpArgs {
+    /// Defaults for a stack on a free port over `data`, as tests start it.
+    pub fn ephemeral(data: PathBuf) -> Self {
+        Self {
+            port: 0,
+            host: [127, 0, 0, 1].into(),
+            data,
+            replicas: 1,
+            notifications: flotilla_notifications::Config::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// `gateway`, or the name of a service (`users`, `notifications`).
+    pub service: String,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 0, env = "FLOTILLA_PORT")]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "FLOTILLA_HOST")]
+    pub host: IpAddr,
+    /// Directory of the service's SQLite database.
+    #[arg(long, default_value = "./data", env = "FLOTILLA_DATA")]
+    pub data: PathBuf,
+    /// For the gateway: a service and one of its instances, as
+    /// `users=http://127.0.0.1:9001`; repeat for more.
+    #[arg(long = "upstream", value_name = "SERVICE=URL")]
+    pub upstreams: Vec<String>,
+    #[command(flatten)]
+    pub notifications: flotilla_notifications::Config,
+}

@@ -1,0 +1,65 @@
+//! `flotilla serve <service>`: one service, or the gateway, alone.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use flotilla_bus::{Bus, MemoryBus};
+use flotilla_gateway::{Gateway, Upstream};
+use flotilla_kit::{db, runtime};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::ServeArgs;
+use crate::stack::{GRACE, bind};
+
+pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let listener = bind(SocketAddr::new(args.host, args.port)).await?;
+    let addr = listener.local_addr()?;
+    if args.service == "gateway" {
+        let upstreams = parse_upstreams(&args.upstreams)?;
+        tasks.spawn(Gateway::new(upstreams).serve(listener, shutdown.clone()));
+    } else {
+        let Some(service) = crate::services(&args.notifications)?
+            .into_iter()
+            .find(|s| s.name() == args.service)
+        else {
+            bail!(
+                "unknown service `{}`; expected gateway, users or notifications",
+                args.service
+            );
+        };
+        std::fs::create_dir_all(&args.data)
+            .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+        let url = db::sqlite_url(&args.data, service.name());
+        let prepared = runtime::prepare(service, &url, bus, shutdown.clone()).await?;
+        prepared.start_instance(listener, &mut tasks).await?;
+        prepared.start_relay(&mut tasks);
+    }
+    println!("{} listening on http://{addr}", args.service);
+    crate::stop_signal().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    Ok(())
+}
+
+/// `users=http://127.0.0.1:9001` pairs, grouped by service.
+fn parse_upstreams(pairs: &[String]) -> anyhow::Result<Vec<Upstream>> {
+    let mut upstreams: Vec<Upstream> = Vec::new();
+    for pair in pairs {
+        let Some((service, url)) = pair.split_once('=') else {
+            bail!("--upstream {pair}: expected SERVICE=URL");
+        };
+        match upstreams.iter_mut().find(|u| u.service == service) {
+            Some(upstream) => upstream.instances.push(url.to_owned()),
+            None => upstreams.push(Upstream {
+                service: service.to_owned(),
+                instances: vec![url.to_owned()],
+            }),
+        }
+    }
+    Ok(upstreams)
+}

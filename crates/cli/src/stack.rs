@@ -1,0 +1,123 @@
+//! `flotilla up`: the gateway and every service in one process, each service
+//! instance on its own loopback port with its own SQLite database, joined by
+//! the in-process bus.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use flotilla_bus::{Bus, MemoryBus};
+use flotilla_gateway::{Gateway, Upstream};
+use flotilla_kit::{db, runtime};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::UpArgs;
+
+/// How long in-flight work may take to finish once shutdown begins.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// A running stack.
+pub struct Stack {
+    /// Where the gateway listens.
+    pub gateway: SocketAddr,
+    /// Each service with the addresses of its instances.
+    pub services: Vec<(&'static str, Vec<SocketAddr>)>,
+    /// Time from the call to `start` until every instance was listening.
+    pub started_in: Duration,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Stack {
+    /// Starts everything; returns once every server is listening.
+    pub async fn start(args: &UpArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let gateway_listener = bind(SocketAddr::new(args.host, args.port)).await?;
+        std::fs::create_dir_all(&args.data)
+            .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+        let mut tasks = JoinSet::new();
+        let mut prepared = Vec::new();
+        for service in crate::services(&args.notifications)? {
+            let url = db::sqlite_url(&args.data, service.name());
+            prepared.push(runtime::prepare(service, &url, bus.clone(), shutdown.clone()).await?);
+        }
+        let mut services = Vec::new();
+        for service in &prepared {
+            let mut addrs = Vec::new();
+            for _ in 0..args.replicas {
+                let listener = bind(SocketAddr::new([127, 0, 0, 1].into(), 0)).await?;
+                addrs.push(service.start_instance(listener, &mut tasks).await?);
+            }
+            services.push((service.name(), addrs));
+        }
+        // Every consumer has subscribed: messages staged before a crash can go.
+        for service in &prepared {
+            service.start_relay(&mut tasks);
+        }
+
+        let gateway = gateway_listener.local_addr()?;
+        let upstreams = services
+            .iter()
+            .map(|(name, addrs)| Upstream {
+                service: (*name).to_owned(),
+                instances: addrs.iter().map(|a| format!("http://{a}")).collect(),
+            })
+            .collect();
+        tasks.spawn(Gateway::new(upstreams).serve(gateway_listener, shutdown.clone()));
+        Ok(Self {
+            gateway,
+            services,
+            started_in: started.elapsed(),
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The table `flotilla up` prints.
+    pub fn table(&self) -> String {
+        let base = format!("http://{}", self.gateway);
+        let mut out = format!("{:<15} {}\n", "SERVICE", "URL");
+        out += &format!("{:<15} {base}   (health: {base}/health)\n", "gateway");
+        for (name, addrs) in &self.services {
+            let instances: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+            out += &format!(
+                "{name:<15} {base}/{name}   (docs: {base}/{name}/docs/; instances: {})\n",
+                instances.join(", ")
+            );
+        }
+        out
+    }
+
+    /// Stops everything and waits for in-flight work, at most [`GRACE`].
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("some work did not finish within the grace period");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Binds `addr`, with an error that says what to do when it is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "port {} is already in use on {}; stop what holds it or pick another with --port",
+                addr.port(),
+                addr.ip()
+            )
+        } else {
+            anyhow::anyhow!("cannot listen on {addr}: {error}")
+        }
+    })
+}

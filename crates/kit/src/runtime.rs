@@ -1,0 +1,82 @@
+//! The lifecycle of a service: connect and migrate once, then start any
+//! number of instances (HTTP server plus background work) and one outbox
+//! relay, all stopped by one cancellation token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use flotilla_bus::Bus;
+use flotilla_bus::outbox::{Relay, Waker};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Context, Service, db, http};
+
+/// A service whose database is ready.
+pub struct Prepared {
+    service: Arc<dyn Service>,
+    ctx: Context,
+}
+
+/// Connects the service to its database at `db_url` and applies migrations.
+pub async fn prepare(
+    service: Arc<dyn Service>,
+    db_url: &str,
+    bus: Arc<dyn Bus>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Prepared> {
+    let name = service.name();
+    let pool = db::connect(db_url)
+        .await
+        .with_context(|| format!("{name}: cannot open its database"))?;
+    db::migrate(&pool, service.migrator())
+        .await
+        .with_context(|| format!("{name}: migrations failed"))?;
+    let ctx = Context {
+        name,
+        db: pool,
+        bus,
+        outbox: Waker::default(),
+        shutdown,
+    };
+    Ok(Prepared { service, ctx })
+}
+
+impl Prepared {
+    pub fn name(&self) -> &'static str {
+        self.ctx.name
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Starts the instance's background work, then serves HTTP on `listener`.
+    pub async fn start_instance(
+        &self,
+        listener: TcpListener,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        self.service
+            .start(&self.ctx, tasks)
+            .await
+            .with_context(|| format!("{}: start-up failed", self.ctx.name))?;
+        let app = http::app(self.service.as_ref(), &self.ctx);
+        tasks.spawn(http::serve(listener, app, self.ctx.shutdown.clone()));
+        Ok(addr)
+    }
+
+    /// Starts the relay that publishes the service's outbox. Start it after
+    /// every consumer of the stack has subscribed.
+    pub fn start_relay(&self, tasks: &mut JoinSet<()>) {
+        let relay = Relay::new(
+            self.ctx.db.clone(),
+            self.ctx.bus.clone(),
+            self.ctx.outbox.clone(),
+        );
+        tasks.spawn(relay.run(self.ctx.shutdown.clone()));
+    }
+}

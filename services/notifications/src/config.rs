@@ -1,0 +1,34 @@
+//! Configuration of the notifications service.
+
+/// Where and how persistently messages are delivered.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Slack incoming-webhook URL. Without one, messages are stored, not sent.
+    #[arg(long = "slack-webhook-url", env = "FLOTILLA_SLACK_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Delivery attempts before a message is marked failed.
+    #[arg(
+        long = "slack-max-attempts",
+        env = "FLOTILLA_SLACK_MAX_ATTEMPTS",
+        default_value_t = 10
+    )]
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; it doubles with each
+    /// attempt, up to five minutes.
+    #[arg(
+        long = "slack-retry-base-ms",
+        env = "FLOTILLA_SLACK_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
+    pub retry_base_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            max_attempts: 10,
+            retry_base_ms: 1000,
+        }
+    }
+}

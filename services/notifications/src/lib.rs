@@ -1,0 +1,129 @@
+//! The notifications service: messages to a Slack incoming webhook, one for
+//! every `user.created` event and any sent through its API. Every message is
+//! persisted first and delivered by a background sender with retries, so an
+//! outage of Slack delays messages but loses none.
+
+mod config;
+mod domain;
+mod events;
+mod http;
+mod sender;
+mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use flotilla_bus::consumer::Consumer;
+use flotilla_contracts::{Event, UserCreatedV1};
+use flotilla_kit::{Context, Service};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use utoipa::OpenApi;
+
+pub use config::Config;
+use domain::Status;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "flotilla notifications",
+        description = "Slack notifications, persisted and retried."
+    ),
+    paths(http::send, http::list, http::fetch),
+    components(schemas(flotilla_kit::Problem))
+)]
+struct ApiDoc;
+
+/// The notifications service.
+#[derive(Debug)]
+pub struct Notifications {
+    config: Config,
+    webhook: Option<reqwest::Url>,
+    /// Shared by the API, the consumer and the sender of every instance.
+    sender: Arc<Notify>,
+}
+
+impl Notifications {
+    /// Checks the configuration: a webhook URL that does not parse is an
+    /// error at start-up, not at the first message.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let webhook = config
+            .webhook_url
+            .as_deref()
+            .filter(|url| !url.is_empty())
+            .map(reqwest::Url::parse)
+            .transpose()
+            .context("FLOTILLA_SLACK_WEBHOOK_URL is not a valid URL")?;
+        Ok(Self {
+            config,
+            webhook,
+            sender: Arc::default(),
+        })
+    }
+
+    fn new_status(&self) -> Status {
+        if self.webhook.is_some() {
+            Status::Pending
+        } else {
+            Status::Stored
+        }
+    }
+}
+
+/// State of the HTTP handlers.
+#[derive(Clone)]
+struct State {
+    ctx: Context,
+    new_status: Status,
+    sender: Arc<Notify>,
+}
+
+#[async_trait]
+impl Service for Notifications {
+    fn name(&self) -> &'static str {
+        "notifications"
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+        &MIGRATOR
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        ApiDoc::openapi()
+    }
+
+    fn router(&self, ctx: &Context) -> axum::Router {
+        http::router(State {
+            ctx: ctx.clone(),
+            new_status: self.new_status(),
+            sender: self.sender.clone(),
+        })
+    }
+
+    async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
+        let handler = events::UserCreated {
+            status: self.new_status(),
+            sender: self.sender.clone(),
+        };
+        let consumer = Consumer::new(ctx.name, ctx.db.clone(), handler)
+            .subscribe(
+                ctx.bus.as_ref(),
+                UserCreatedV1::SUBJECT,
+                ctx.shutdown.clone(),
+            )
+            .await?;
+        tasks.spawn(consumer);
+        if let Some(webhook) = &self.webhook {
+            let sender = sender::Sender::new(
+                ctx.db.clone(),
+                webhook.clone(),
+                self.config.clone(),
+                self.sender.clone(),
+            );
+            tasks.spawn(sender.run(ctx.shutdown.clone()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Delivers pending messages to the Slack webhook, retrying failures with
+//! back-off until the attempts are spent. State lives in the database, so a
+//! restart resumes where the last run stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::retry_delay;
+use crate::store::{self, Claimed};
+
+/// How long a sender holds a claimed message; longer than a webhook call.
+const LEASE: Duration = Duration::from_secs(60);
+/// Messages sent concurrently at most.
+const BATCH: i64 = 16;
+/// Longest idle sleep between checks for due messages.
+const IDLE: Duration = Duration::from_secs(5);
+
+pub struct Sender {
+    pool: AnyPool,
+    http: reqwest::Client,
+    webhook: reqwest::Url,
+    config: Config,
+    wake: Arc<Notify>,
+}
+
+/// The outcome of one attempt.
+enum Outcome {
+    Sent,
+    Retry(String),
+    Fatal(String),
+}
+
+impl Sender {
+    pub fn new(pool: AnyPool, webhook: reqwest::Url, config: Config, wake: Arc<Notify>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client builds");
+        Self {
+            pool,
+            http,
+            webhook,
+            config,
+            wake,
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let woken = self.wake.notified();
+            let idle = match self.pass().await {
+                Ok(true) => continue,
+                Ok(false) => self.until_next_due().await,
+                Err(error) => {
+                    tracing::warn!(%error, "notification sender pass failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = woken => {}
+                () = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+
+    /// Sends one batch of due messages; true when there was any.
+    async fn pass(&self) -> Result<bool, sqlx::Error> {
+        let now = flotilla_bus::now_ms();
+        let claimed =
+            store::claim_due(&self.pool, now, now + LEASE.as_millis() as i64, BATCH).await?;
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        let sends = claimed.into_iter().map(|message| async move {
+            let outcome = self.send(&message).await;
+            self.record(&message, outcome).await
+        });
+        for result in futures::future::join_all(sends).await {
+            result?;
+        }
+        Ok(true)
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match store::next_due(&self.pool).await {
+            Ok(Some(due)) => {
+                let wait = (due - flotilla_bus::now_ms()).max(0) as u64;
+                Duration::from_millis(wait).min(IDLE)
+            }
+            _ => IDLE,
+        }
+    }
+
+    async fn send(&self, message: &Claimed) -> Outcome {
+        let body = serde_json::json!({ "channel": message.channel, "text": message.text });
+        let sent = self
+            .http
+            .post(self.webhook.clone())
+            .header("x-flotilla-message-id", &message.id)
+            .json(&body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => Outcome::Sent,
+            Ok(response) => {
+                let status = response.status();
+                let error = format!("webhook answered {status}");
+                // Slack answers 4xx for a payload or URL it will never accept.
+                if status.is_client_error() && status != 408 && status != 429 {
+                    Outcome::Fatal(error)
+                } else {
+                    Outcome::Retry(error)
+                }
+            }
+            Err(error) => Outcome::Retry(format!("webhook unreachable: {error}")),
+        }
+    }
+
+    async fn record(&self, message: &Claimed, outcome: Outcome) -> Result<(), sqlx::Error> {
+        let attempts = message.attempts as u32 + 1;
+        match outcome {
+            Outcome::Sent => store::mark_sent(&self.pool, &message.id).await,
+            Outcome::Retry(error) if attempts < self.config.max_attempts => {
+                let delay = retry_delay(Duration::from_millis(self.config.retry_base_ms), attempts);
+                tracing::warn!(id = %message.id, attempts, %error, ?delay, "notification not delivered; will retry");
+                let at = flotilla_bus::now_ms() + delay.as_millis() as i64;
+                store::mark_attempt_failed(&self.pool, &message.id, &error, Some(at)).await
+            }
+            Outcome::Retry(error) | Outcome::Fatal(error) => {
+                tracing::error!(id = %message.id, attempts, %error, "notification failed");
+                store::mark_attempt_failed(&self.pool, &message.id, &error, None).await
+            }
+        }
+    }
+}

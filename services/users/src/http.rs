@@ -1,0 +1,172 @@
+//! HTTP handlers of the users service.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use flotilla_contracts::{UserCreatedV1, UserDeletedV1};
+use flotilla_kit::{Context, Json, Query};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{Email, UserName};
+use crate::error::Error;
+use crate::store::{self, User};
+
+pub fn router(ctx: Context) -> Router {
+    Router::new()
+        .route("/", get(list).post(create))
+        .route("/{id}", get(fetch).delete(remove))
+        .with_state(ctx)
+}
+
+/// The body of `POST /users`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateUser {
+    #[schema(example = "foo")]
+    name: String,
+    #[schema(example = "foo@example.com")]
+    email: String,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserBody {
+    id: String,
+    name: String,
+    email: String,
+    /// RFC 3339, UTC.
+    created_at: String,
+}
+
+impl From<User> for UserBody {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            name: user.name,
+            email: user.email,
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    items: Vec<UserBody>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<u32>,
+    /// The `next` value of the previous page.
+    after: Option<String>,
+}
+
+/// Creates a user and announces it with a `user.created` event.
+#[utoipa::path(post, path = "/", request_body = CreateUser, responses(
+    (status = 201, body = UserBody),
+    (status = 409, description = "The email is taken", body = flotilla_kit::Problem),
+    (status = 422, description = "Invalid name or email", body = flotilla_kit::Problem),
+))]
+pub async fn create(
+    State(ctx): State<Context>,
+    Json(body): Json<CreateUser>,
+) -> Result<impl IntoResponse, Error> {
+    let name = UserName::parse(&body.name).map_err(|detail| Error::Invalid {
+        field: "name",
+        detail,
+    })?;
+    let email = Email::parse(&body.email).map_err(|detail| Error::Invalid {
+        field: "email",
+        detail,
+    })?;
+    let mut tx = ctx.db.begin().await?;
+    let user = store::insert(&mut tx, &name, &email)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::DuplicateEmail,
+            other => Error::Db(other),
+        })?;
+    let event = UserCreatedV1 {
+        id: user.id.clone(),
+        name: user.name.clone(),
+        email: user.email.clone(),
+        created_at: user.created_at.clone(),
+    };
+    flotilla_kit::stage_event(&mut tx, &event).await?;
+    tx.commit().await?;
+    ctx.outbox.wake();
+    // Absolute within the service; the gateway adds its `/users` prefix.
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/{}", user.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, headers, Json(UserBody::from(user))))
+}
+
+/// Returns one user.
+#[utoipa::path(get, path = "/{id}", params(("id" = String, Path)), responses(
+    (status = 200, body = UserBody),
+    (status = 404, body = flotilla_kit::Problem),
+))]
+pub async fn fetch(
+    State(ctx): State<Context>,
+    Path(id): Path<String>,
+) -> Result<Json<UserBody>, Error> {
+    match store::get(&ctx.db, &id).await? {
+        Some(user) => Ok(Json(user.into())),
+        None => Err(Error::NotFound(id)),
+    }
+}
+
+/// Lists users in creation order, a page at a time.
+#[utoipa::path(get, path = "/", params(ListParams), responses(
+    (status = 200, body = UserPage),
+    (status = 400, body = flotilla_kit::Problem),
+))]
+pub async fn list(
+    State(ctx): State<Context>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<UserPage>, Error> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Error::BadQuery("`limit` must be between 1 and 500"));
+    }
+    let after = params.after.unwrap_or_default();
+    let mut users = store::list(&ctx.db, &after, i64::from(limit) + 1).await?;
+    let next = if users.len() > limit as usize {
+        users.truncate(limit as usize);
+        users.last().map(|u| u.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(UserPage {
+        items: users.into_iter().map(UserBody::from).collect(),
+        next,
+    }))
+}
+
+/// Deletes a user and announces it with a `user.deleted` event.
+#[utoipa::path(delete, path = "/{id}", params(("id" = String, Path)), responses(
+    (status = 204),
+    (status = 404, body = flotilla_kit::Problem),
+))]
+pub async fn remove(
+    State(ctx): State<Context>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let mut tx = ctx.db.begin().await?;
+    if !store::delete(&mut tx, &id).await? {
+        return Err(Error::NotFound(id));
+    }
+    flotilla_kit::stage_event(&mut tx, &UserDeletedV1 { id }).await?;
+    tx.commit().await?;
+    ctx.outbox.wake();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,73 @@
+//! SQL of the users service.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::domain::{Email, UserName};
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub created_at: String,
+}
+
+fn user(row: AnyRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub async fn insert(
+    tx: &mut AnyConnection,
+    name: &UserName,
+    email: &Email,
+) -> Result<User, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO users (id, name, email, email_key, created_at) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id, name, email, created_at",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(name.as_str())
+    .bind(email.as_str())
+    .bind(email.key())
+    .bind(flotilla_kit::timestamp())
+    .fetch_one(tx)
+    .await?;
+    user(row)
+}
+
+pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query("SELECT id, name, email, created_at FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(user)
+        .transpose()
+}
+
+/// Up to `limit` users with ids after `after`, in creation order.
+pub async fn list(pool: &AnyPool, after: &str, limit: i64) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query("SELECT id, name, email, created_at FROM users WHERE id > $1 ORDER BY id LIMIT $2")
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(user)
+        .collect()
+}
+
+/// Whether a user was deleted.
+pub async fn delete(tx: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
