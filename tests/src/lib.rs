@@ -1,1 +1,227 @@
-//! placeholder
+//! Helpers of the end-to-end tests: a real stack on a free port over a
+//! temporary data directory, and a real HTTP server standing in for Slack.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use flotilla_cli::{Stack, UpArgs};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+/// A running stack and what a test needs to talk to it.
+pub struct TestApp {
+    /// The gateway's base URL.
+    pub url: String,
+    pub client: reqwest::Client,
+    pub slack: FakeSlack,
+    stack: Option<Stack>,
+    _data: TempDir,
+}
+
+/// Starts the stack with a fake Slack that accepts everything, and fast retries.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the stack after `configure` has adjusted its arguments.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let slack = FakeSlack::start().await;
+    let mut args = UpArgs::ephemeral(data.path().to_owned());
+    args.notifications.webhook_url = Some(slack.url.clone());
+    args.notifications.retry_base_ms = 20;
+    configure(&mut args);
+    let stack = Stack::start(&args, CancellationToken::new())
+        .await
+        .expect("the stack starts");
+    TestApp {
+        url: format!("http://{}", stack.gateway),
+        client: reqwest::Client::new(),
+        slack,
+        stack: Some(stack),
+        _data: data,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /users`, asserting 201; returns the user.
+    pub async fn create_user(&self, name: &str, email: &str) -> Value {
+        let response = self
+            .post_json(
+                "/users",
+                &serde_json::json!({ "name": name, "email": email }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "creating {email}");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Every notification message, following pages.
+    pub async fn messages(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page: Value = self
+                .get(&format!("/notifications/messages?limit=1000&after={after}"))
+                .await
+                .json()
+                .await
+                .expect("JSON body");
+            all.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(next) => after = next.to_owned(),
+                None => return all,
+            }
+        }
+    }
+
+    /// Waits until `done` holds for the messages, or panics after `timeout`.
+    pub async fn wait_for_messages(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let messages = self.messages().await;
+            if done(&messages) {
+                return messages;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not met within {timeout:?}; messages: {messages:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The base URLs of the instances of `service`.
+    pub fn instances(&self, service: &str) -> Vec<String> {
+        let stack = self.stack.as_ref().expect("running");
+        stack
+            .services
+            .iter()
+            .filter(|(name, _)| *name == service)
+            .flat_map(|(_, addrs)| addrs.iter().map(|a| format!("http://{a}")))
+            .collect()
+    }
+
+    /// Stops the stack gracefully.
+    pub async fn stop(mut self) {
+        if let Some(stack) = self.stack.take() {
+            stack.stop().await;
+        }
+    }
+}
+
+/// A webhook receiver standing in for Slack: records what it accepted, and
+/// answers 503 while it is down.
+#[derive(Clone)]
+pub struct FakeSlack {
+    pub url: String,
+    state: Arc<SlackState>,
+}
+
+#[derive(Default)]
+struct SlackState {
+    down: AtomicBool,
+    accepted: Mutex<Vec<Delivery>>,
+    refused: Mutex<usize>,
+}
+
+/// One message the fake accepted.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub body: Value,
+    /// The `x-flotilla-message-id` header.
+    pub message_id: String,
+}
+
+impl FakeSlack {
+    pub async fn start() -> Self {
+        let state = Arc::new(SlackState::default());
+        let app = axum::Router::new()
+            .route("/webhook", post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/webhook", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, state }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn accepted(&self) -> Vec<Delivery> {
+        self.state.accepted.lock().unwrap().clone()
+    }
+
+    /// Requests answered 503 while down.
+    pub fn refused(&self) -> usize {
+        *self.state.refused.lock().unwrap()
+    }
+
+    /// Waits until at least `n` messages were accepted, or panics.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let accepted = self.accepted();
+            if accepted.len() >= n {
+                return accepted;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Slack got {} of {n} messages within {timeout:?}",
+                accepted.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> StatusCode {
+    if state.down.load(Ordering::SeqCst) {
+        *state.refused.lock().unwrap() += 1;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let message_id = headers
+        .get("x-flotilla-message-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    state
+        .accepted
+        .lock()
+        .unwrap()
+        .push(Delivery { body, message_id });
+    StatusCode::OK
+}

@@ -68,6 +68,11 @@ pub(crate) async fn forward(
             prefix_location(&mut parts.headers, &prefix);
             Response::from_parts(parts, body.boxed_unsync())
         }
+        Ok(Err(error)) if client_body_failed(&error) => reply::problem(
+            StatusCode::BAD_REQUEST,
+            problem::BAD_REQUEST,
+            "the request body is malformed",
+        ),
         Ok(Err(error)) => {
             tracing::warn!(%service, %authority, %error, "upstream request failed");
             reply::problem(
@@ -146,4 +151,19 @@ fn prefix_location(headers: &mut HeaderMap, prefix: &str) {
             headers.insert(header::LOCATION, value);
         }
     }
+}
+
+/// Whether forwarding failed because the client's body was malformed (bad
+/// chunked encoding, a body cut short), not because of the upstream.
+fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

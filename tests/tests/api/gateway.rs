@@ -1,0 +1,141 @@
+//! The gateway: routing, aliases, health aggregation.
+
+use flotilla_gateway::{Gateway, Upstream};
+use flotilla_tests::spawn_app;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn health_aggregates_every_service_with_pong_and_time() {
+    let app = spawn_app().await;
+    let response = app.get("/health").await;
+    assert_eq!(response.status(), 200);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "pass");
+    for service in ["users", "notifications"] {
+        let entry = &health["services"][service];
+        assert_eq!(entry["status"], "pass", "{service}");
+        assert_eq!(entry["response"], "pong", "{service}");
+        assert!(entry["time"].is_u64(), "{service}");
+        assert_eq!(entry["instances"].as_array().unwrap().len(), 1);
+    }
+    let direct: Value = app.get("/users/health").await.json().await.unwrap();
+    assert_eq!(direct["status"], "pass");
+    assert_eq!(direct["response"], "pong");
+}
+
+#[tokio::test]
+async fn health_is_503_when_a_service_does_not_answer() {
+    let app = spawn_app().await;
+    // A gateway in front of the real users service and a dead notifications instance.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let gateway = Gateway::new(vec![
+        Upstream {
+            service: "users".into(),
+            instances: app.instances("users"),
+        },
+        Upstream {
+            service: "notifications".into(),
+            instances: vec![dead_url.clone()],
+        },
+    ]);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(gateway.serve(listener, shutdown.clone()));
+
+    let response = reqwest::get(format!("{url}/health")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "fail");
+    assert_eq!(health["services"]["users"]["status"], "pass");
+    assert_eq!(health["services"]["notifications"]["status"], "fail");
+    assert!(
+        health["services"]["notifications"]
+            .get("response")
+            .is_none()
+    );
+    assert_eq!(
+        health["services"]["notifications"]["instances"][0]["url"],
+        dead_url.as_str()
+    );
+
+    let proxied = reqwest::get(format!("{url}/notifications/messages"))
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 502);
+    assert_eq!(
+        proxied.headers()["content-type"],
+        "application/problem+json"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_index_lists_services_and_their_docs() {
+    let app = spawn_app().await;
+    let index: Value = app.get("/").await.json().await.unwrap();
+    assert_eq!(index["services"]["users"]["docs"], "/users/docs/");
+    assert_eq!(index["services"]["notifications"]["url"], "/notifications");
+}
+
+#[tokio::test]
+async fn unknown_services_are_404_problems() {
+    let app = spawn_app().await;
+    for path in ["/nope", "/nope/deeper", "/api/v1/nope", "/api/v1"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:flotilla:problem:not-found");
+    }
+}
+
+#[tokio::test]
+async fn docs_and_openapi_work_behind_the_prefix() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for service in ["users", "notifications"] {
+        let redirect = client
+            .get(format!("{}/{service}/docs", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(redirect.status().is_redirection());
+        assert_eq!(
+            redirect.headers()["location"],
+            format!("/{service}/docs/").as_str()
+        );
+
+        let page = app.get(&format!("/{service}/docs/")).await;
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("swagger-ui"));
+        let init = app
+            .get(&format!("/{service}/docs/swagger-initializer.js"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(init.contains("../openapi.json"), "{init}");
+
+        let doc: Value = app
+            .get(&format!("/api/v1/{service}/openapi.json"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["servers"][0]["url"], format!("/{service}").as_str());
+        assert!(
+            doc["paths"].as_object().unwrap().len() >= 2,
+            "{service}: {doc}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests over HTTP through the gateway of a real stack.
+
+mod bad_input;
+mod gateway;
+mod notifications;
+mod users;
