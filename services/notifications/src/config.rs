@@ -21,6 +21,14 @@ pub struct Config {
         default_value_t = 1000
     )]
     pub retry_base_ms: u64,
+    /// How long one webhook call may take, in milliseconds. A message whose
+    /// sender died mid-call is retried after twice this.
+    #[arg(
+        long = "slack-timeout-ms",
+        env = "FLOTILLA_SLACK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -29,6 +37,7 @@ impl Default for Config {
             webhook_url: None,
             max_attempts: 10,
             retry_base_ms: 1000,
+            timeout_ms: 10_000,
         }
     }
 }

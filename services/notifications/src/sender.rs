@@ -13,8 +13,6 @@ use crate::config::Config;
 use crate::domain::retry_delay;
 use crate::store::{self, Claimed};
 
-/// How long a sender holds a claimed message; longer than a webhook call.
-const LEASE: Duration = Duration::from_secs(60);
 /// Messages sent concurrently at most.
 const BATCH: i64 = 16;
 /// Longest idle sleep between checks for due messages.
@@ -38,7 +36,7 @@ enum Outcome {
 impl Sender {
     pub fn new(pool: AnyPool, webhook: reqwest::Url, config: Config, wake: Arc<Notify>) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_millis(config.timeout_ms))
             .build()
             .expect("HTTP client builds");
         Self {
@@ -71,9 +69,11 @@ impl Sender {
 
     /// Sends one batch of due messages; true when there was any.
     async fn pass(&self) -> Result<bool, sqlx::Error> {
+        // A claimed message is held for twice the call timeout: long enough
+        // for the call, short enough to retry soon if this sender dies.
         let now = flotilla_bus::now_ms();
-        let claimed =
-            store::claim_due(&self.pool, now, now + LEASE.as_millis() as i64, BATCH).await?;
+        let lease_until = now + 2 * self.config.timeout_ms as i64;
+        let claimed = store::claim_due(&self.pool, now, lease_until, BATCH).await?;
         if claimed.is_empty() {
             return Ok(false);
         }

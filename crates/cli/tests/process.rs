@@ -1,0 +1,294 @@
+//! The `flotilla` binary as a user runs it: start-up errors, graceful stop,
+//! restarts on the same data, and a crash (SIGKILL) that loses nothing.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A `flotilla up` child process and its gateway URL.
+struct Up {
+    child: Child,
+    url: String,
+}
+
+async fn up(data: &std::path::Path, webhook: Option<&str>) -> Up {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    command
+        .args(["up", "--port", "0", "--data"])
+        .arg(data)
+        .env("FLOTILLA_SLACK_RETRY_BASE_MS", "50")
+        .env("FLOTILLA_SLACK_TIMEOUT_MS", "1000")
+        .env_remove("FLOTILLA_SLACK_WEBHOOK_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(webhook) = webhook {
+        command.env("FLOTILLA_SLACK_WEBHOOK_URL", webhook);
+    }
+    let mut child = command.spawn().expect("flotilla starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("gateway") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("flotilla exited before printing its table");
+    })
+    .await
+    .expect("flotilla prints its table");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Up { child, url }
+}
+
+impl Up {
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
+    }
+
+    async fn crash(mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_one_line_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["up", "--port", &port, "--data"])
+        .arg(data.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {port} is already in use")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_exits_0_and_a_restart_keeps_the_data() {
+    let data = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let first = up(data.path(), None).await;
+    let created: Value = client
+        .post(format!("{}/users", first.url))
+        .json(&json!({"name": "foo", "email": "foo@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = first.terminate().await;
+    assert!(status.success(), "{status}");
+
+    let second = up(data.path(), None).await;
+    let id = created["id"].as_str().unwrap();
+    let fetched: Value = client
+        .get(format!("{}/users/{id}", second.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetched, created);
+    assert!(second.terminate().await.success());
+}
+
+/// Slack as seen by the crash test: down or up, and what it accepted.
+#[derive(Default)]
+struct Slack {
+    down: Mutex<bool>,
+    accepted: Mutex<Vec<String>>,
+}
+
+async fn slack_webhook(
+    State(slack): State<Arc<Slack>>,
+    axum::Json(body): axum::Json<Value>,
+) -> StatusCode {
+    if *slack.down.lock().unwrap() {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    slack
+        .accepted
+        .lock()
+        .unwrap()
+        .push(body["text"].as_str().unwrap_or_default().to_owned());
+    StatusCode::OK
+}
+
+#[tokio::test]
+async fn a_crash_before_delivery_loses_no_notification_and_duplicates_none() {
+    let slack = Arc::new(Slack::default());
+    *slack.down.lock().unwrap() = true;
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(slack_webhook))
+        .with_state(slack.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let data = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let first = up(data.path(), Some(&webhook)).await;
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let user: Value = client
+            .post(format!("{}/users", first.url))
+            .json(&json!({"name": "foo", "email": format!("foo{i}@example.com")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        expected.push(format!("User {} created", user["id"].as_str().unwrap()));
+    }
+    first.crash().await;
+
+    *slack.down.lock().unwrap() = false;
+    let second = up(data.path(), Some(&webhook)).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let page: Value = client
+            .get(format!("{}/notifications/messages?limit=1000", second.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let messages = page["items"].as_array().unwrap();
+        if messages.len() == expected.len() && messages.iter().all(|m| m["status"] == "sent") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all delivered: {page:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut accepted = slack.accepted.lock().unwrap().clone();
+    accepted.sort();
+    expected.sort();
+    assert_eq!(
+        accepted, expected,
+        "every notification delivered exactly once"
+    );
+    assert!(second.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_crash_under_traffic_leaves_exactly_one_notification_per_user() {
+    let data = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let first = up(data.path(), None).await;
+    let mut creating = tokio::task::JoinSet::new();
+    let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for i in 0..400 {
+        let (client, url, created) = (client.clone(), first.url.clone(), created.clone());
+        creating.spawn(async move {
+            let sent = client
+                .post(format!("{url}/users"))
+                .json(&json!({"name": "foo", "email": format!("foo{i}@example.com")}))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status() == 201 => {
+                    created.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    r.json::<Value>()
+                        .await
+                        .ok()
+                        .map(|u| u["id"].as_str().unwrap().to_owned())
+                }
+                _ => None,
+            }
+        });
+    }
+    // Kill the stack while requests, events and notifications are in flight.
+    while created.load(std::sync::atomic::Ordering::SeqCst) < 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.crash().await;
+    let acknowledged: Vec<String> = creating.join_all().await.into_iter().flatten().collect();
+
+    let second = up(data.path(), None).await;
+    let users: Value = client
+        .get(format!("{}/users?limit=500", second.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut user_texts: Vec<String> = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| format!("User {} created", u["id"].as_str().unwrap()))
+        .collect();
+    for id in &acknowledged {
+        assert!(
+            user_texts.contains(&format!("User {id} created")),
+            "user {id} got a 201 but is gone"
+        );
+    }
+    user_texts.sort();
+    eprintln!(
+        "{} of 400 acknowledged, {} stored",
+        acknowledged.len(),
+        user_texts.len()
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let page: Value = client
+            .get(format!("{}/notifications/messages?limit=1000", second.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut texts: Vec<String> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message"].as_str().unwrap().to_owned())
+            .collect();
+        texts.sort();
+        if texts == user_texts {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && texts.len() <= user_texts.len(),
+            "{} users, {} messages",
+            user_texts.len(),
+            texts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(second.terminate().await.success());
+}
