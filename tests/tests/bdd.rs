@@ -1,1 +1,163 @@
-fn main() {}
+//! The Gherkin features in `features/`, run against a real stack.
+
+use std::fmt;
+use std::time::Duration;
+
+use cucumber::{World, given, then, when};
+use flotilla_tests::{TestApp, spawn_app};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Default, World)]
+struct Flotilla {
+    app: Option<TestApp>,
+    /// Status and body of the last response.
+    last: Option<(u16, Value)>,
+    /// The last user created.
+    user_id: Option<String>,
+}
+
+impl fmt::Debug for Flotilla {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flotilla")
+            .field("last", &self.last)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flotilla {
+    fn app(&self) -> &TestApp {
+        self.app.as_ref().expect("the stack is running")
+    }
+
+    fn last(&self) -> &(u16, Value) {
+        self.last.as_ref().expect("a request was made")
+    }
+
+    async fn record(&mut self, response: reqwest::Response) {
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        if status == 201 {
+            self.user_id = body["id"].as_str().map(str::to_owned);
+        }
+        self.last = Some((status, body));
+    }
+
+    fn expected_text(&self, template: &str) -> String {
+        template.replace("<id>", self.user_id.as_deref().expect("a user was created"))
+    }
+}
+
+#[given("the stack is running")]
+async fn stack_running(world: &mut Flotilla) {
+    world.app = Some(spawn_app().await);
+}
+
+#[given("Slack is down")]
+async fn slack_down(world: &mut Flotilla) {
+    world.app().slack.set_down(true);
+}
+
+#[when("Slack is back")]
+async fn slack_back(world: &mut Flotilla) {
+    world.app().slack.set_down(false);
+}
+
+#[given(expr = "a user with email {string} exists")]
+async fn user_exists(world: &mut Flotilla, email: String) {
+    world.app().create_user("someone", &email).await;
+}
+
+#[when(expr = "I create a user named {string} with email {string}")]
+async fn create_user(world: &mut Flotilla, name: String, email: String) {
+    let response = world
+        .app()
+        .post_json("/users", &json!({ "name": name, "email": email }))
+        .await;
+    world.record(response).await;
+}
+
+#[when(expr = "I ask the gateway for {string}")]
+async fn ask(world: &mut Flotilla, path: String) {
+    let response = world.app().get(&path).await;
+    world.record(response).await;
+}
+
+#[then(expr = "the response status is {int}")]
+async fn status_is(world: &mut Flotilla, status: u16) {
+    assert_eq!(world.last().0, status, "{:#}", world.last().1);
+}
+
+#[then(expr = "the response is a problem of type {string}")]
+async fn problem_type(world: &mut Flotilla, kind: String) {
+    assert_eq!(world.last().1["type"], kind.as_str());
+}
+
+#[then(expr = "Slack receives {string} on channel {string}")]
+async fn slack_receives(world: &mut Flotilla, text: String, channel: String) {
+    let text = world.expected_text(&text);
+    let accepted = world.app().slack.wait_for(1, WAIT).await;
+    assert!(
+        accepted
+            .iter()
+            .any(|d| d.body == json!({ "channel": channel, "text": text })),
+        "{accepted:?}"
+    );
+}
+
+#[then(expr = "Slack received exactly {int} message(s)")]
+async fn slack_count(world: &mut Flotilla, n: usize) {
+    assert_eq!(world.app().slack.accepted().len(), n);
+}
+
+#[then("Slack has received nothing")]
+async fn slack_nothing(world: &mut Flotilla) {
+    assert!(world.app().slack.accepted().is_empty());
+}
+
+#[then(expr = "the notification is listed as {string}")]
+async fn listed_as(world: &mut Flotilla, status: String) {
+    let text = world.expected_text("User <id> created");
+    world
+        .app()
+        .wait_for_messages(WAIT, |m| {
+            m.iter()
+                .any(|m| m["message"] == text.as_str() && m["status"] == status.as_str())
+        })
+        .await;
+}
+
+#[then(expr = "the notification is listed as {string} with the error recorded")]
+async fn listed_with_error(world: &mut Flotilla, status: String) {
+    let text = world.expected_text("User <id> created");
+    world
+        .app()
+        .wait_for_messages(WAIT, |m| {
+            m.iter().any(|m| {
+                m["message"] == text.as_str()
+                    && m["status"] == status.as_str()
+                    && m["attempts"].as_i64() >= Some(1)
+                    && m["last_error"].is_string()
+            })
+        })
+        .await;
+}
+
+#[then(expr = "every service answers {string} with its time in milliseconds")]
+async fn every_service_pongs(world: &mut Flotilla, pong: String) {
+    let services = world.last().1["services"].as_object().expect("services");
+    assert!(services.contains_key("users") && services.contains_key("notifications"));
+    for (name, entry) in services {
+        assert_eq!(entry["response"], pong.as_str(), "{name}");
+        assert!(entry["time"].is_u64(), "{name}");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    Flotilla::cucumber()
+        .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/features"))
+        .await;
+}

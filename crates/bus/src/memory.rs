@@ -54,10 +54,10 @@ struct Confirm {
 
 impl Confirm {
     fn acked(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(done) = self.done.lock().unwrap().take() {
-                let _ = done.send(());
-            }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(done) = self.done.lock().unwrap().take()
+        {
+            let _ = done.send(());
         }
     }
 }

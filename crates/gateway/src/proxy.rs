@@ -146,10 +146,11 @@ fn prefix_location(headers: &mut HeaderMap, prefix: &str) {
     let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
         return;
     };
-    if location.starts_with('/') && !location.starts_with("//") {
-        if let Ok(value) = HeaderValue::from_str(&format!("{prefix}{location}")) {
-            headers.insert(header::LOCATION, value);
-        }
+    if location.starts_with('/')
+        && !location.starts_with("//")
+        && let Ok(value) = HeaderValue::from_str(&format!("{prefix}{location}"))
+    {
+        headers.insert(header::LOCATION, value);
     }
 }
 

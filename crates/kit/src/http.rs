@@ -41,6 +41,10 @@ pub fn app(service: &dyn Service, ctx: &Context) -> Router {
             "/metrics",
             get(move || async move { metrics_registry.render() }),
         )
+        .route(
+            "/admin/dead-letters",
+            get(dead_letters).with_state(ctx.db.clone()),
+        )
         .merge(docs)
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -83,6 +87,33 @@ async fn health(ctx: Context) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body)).into_response()
+}
+
+/// `GET /admin/dead-letters`: the messages this service's consumers gave up on.
+async fn dead_letters(axum::extract::State(db): axum::extract::State<sqlx::AnyPool>) -> Response {
+    match flotilla_bus::consumer::dead_letters(&db).await {
+        Ok(letters) => {
+            let items: Vec<_> = letters
+                .into_iter()
+                .map(|d| {
+                    json!({
+                        "consumer": d.consumer,
+                        "message_id": d.message_id,
+                        "subject": d.subject,
+                        "payload": d.payload,
+                        "attempts": d.attempts,
+                        "error": d.error,
+                        "failed_at_ms": d.failed_at,
+                    })
+                })
+                .collect();
+            axum::Json(json!({ "items": items })).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot list dead letters");
+            Problem::internal().into_response()
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets in-flight requests

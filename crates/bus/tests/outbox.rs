@@ -1,0 +1,217 @@
+//! The outbox relay and the consumer over a real SQLite database and the
+//! in-process bus: delivery, de-duplication, retries and dead letters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flotilla_bus::consumer::{Consumer, Handler, HandlerError, RetryPolicy, dead_letters};
+use flotilla_bus::outbox::{self, Relay, Waker};
+use flotilla_bus::{Bus, MemoryBus, Message};
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio_util::sync::CancellationToken;
+
+async fn database(dir: &tempfile::TempDir, name: &str) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    outbox::MIGRATOR.run(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE effects (message_id TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+/// Records each message as a row of `effects`; fails the first `failures` times.
+struct Record {
+    failures: u32,
+    permanent: bool,
+    calls: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl Handler for Record {
+    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO effects (message_id) VALUES ($1)")
+            .bind(&message.id)
+            .execute(&mut *tx)
+            .await?;
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            // The effect above is rolled back with the transaction.
+            return Err(if self.permanent {
+                HandlerError::Permanent("bad payload".into())
+            } else {
+                HandlerError::Transient("busy".into())
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn effects(pool: &AnyPool) -> Vec<String> {
+    sqlx::query("SELECT message_id FROM effects ORDER BY message_id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("message_id"))
+        .collect()
+}
+
+async fn stage(pool: &AnyPool, message: &Message) {
+    let mut tx = pool.begin().await.unwrap();
+    outbox::stage(&mut tx, message).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn fast_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base: Duration::from_millis(5),
+        max: Duration::from_millis(20),
+    }
+}
+
+async fn eventually(mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..400 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached");
+}
+
+#[tokio::test]
+async fn staged_messages_are_delivered_once_and_marked_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (producer, consumer_db) = (database(&dir, "p.db").await, database(&dir, "c.db").await);
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    let shutdown = CancellationToken::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = Record {
+        failures: 2,
+        permanent: false,
+        calls: calls.clone(),
+    };
+    let run = Consumer::new("c", consumer_db.clone(), handler)
+        .retry(fast_retry(5))
+        .subscribe(bus.as_ref(), "thing.*", shutdown.clone())
+        .await
+        .unwrap();
+    tokio::spawn(run);
+
+    let messages: Vec<Message> = (0..3)
+        .map(|i| Message::new("thing.made", format!("{i}")))
+        .collect();
+    for message in &messages {
+        stage(&producer, message).await;
+    }
+    tokio::spawn(Relay::new(producer.clone(), bus.clone(), Waker::default()).run(shutdown.clone()));
+
+    let mut ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    ids.sort();
+    eventually(async || effects(&consumer_db).await == ids).await;
+    eventually(async || {
+        sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&producer)
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+            == 0
+    })
+    .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        5,
+        "two failures retried, three successes"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_redelivered_message_has_no_second_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "c.db").await;
+    let bus = MemoryBus::default();
+    let shutdown = CancellationToken::new();
+    let handler = Record {
+        failures: 0,
+        permanent: false,
+        calls: Arc::default(),
+    };
+    let run = Consumer::new("c", db.clone(), handler)
+        .subscribe(&bus, "thing.made", shutdown.clone())
+        .await
+        .unwrap();
+    tokio::spawn(run);
+
+    // The same message published twice, as a relay does after a crash
+    // between the consumer's commit and the outbox update.
+    let message = Message::new("thing.made", "x");
+    bus.publish(message.clone()).await.unwrap();
+    bus.publish(message.clone()).await.unwrap();
+    assert_eq!(effects(&db).await, vec![message.id]);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn failing_messages_are_dead_lettered_after_bounded_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "c.db").await;
+    let bus = MemoryBus::default();
+    let shutdown = CancellationToken::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = Record {
+        failures: u32::MAX,
+        permanent: false,
+        calls: calls.clone(),
+    };
+    let run = Consumer::new("c", db.clone(), handler)
+        .retry(fast_retry(3))
+        .subscribe(&bus, "thing.made", shutdown.clone())
+        .await
+        .unwrap();
+    tokio::spawn(run);
+
+    let message = Message::new("thing.made", "{\"n\":1}");
+    bus.publish(message.clone()).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(effects(&db).await.is_empty());
+    let dead = dead_letters(&db).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message_id, message.id);
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].error, "busy");
+    assert_eq!(dead[0].payload, "{\"n\":1}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn permanent_failures_are_dead_lettered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "c.db").await;
+    let bus = MemoryBus::default();
+    let shutdown = CancellationToken::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = Record {
+        failures: u32::MAX,
+        permanent: true,
+        calls: calls.clone(),
+    };
+    let run = Consumer::new("c", db.clone(), handler)
+        .subscribe(&bus, "thing.made", shutdown.clone())
+        .await
+        .unwrap();
+    tokio::spawn(run);
+    bus.publish(Message::new("thing.made", "?")).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(dead_letters(&db).await.unwrap()[0].error, "bad payload");
+    shutdown.cancel();
+}
