@@ -35,6 +35,18 @@ struct Record {
     calls: Arc<AtomicU32>,
 }
 
+impl Record {
+    fn new(failures: u32, permanent: bool) -> (Self, Arc<AtomicU32>) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let record = Self {
+            failures,
+            permanent,
+            calls: calls.clone(),
+        };
+        (record, calls)
+    }
+}
+
 #[async_trait]
 impl Handler for Record {
     async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
@@ -70,6 +82,24 @@ async fn stage(pool: &AnyPool, message: &Message) {
     tx.commit().await.unwrap();
 }
 
+/// Subscribes a consumer of `subject` running `handler`; cancel the token to stop it.
+async fn consume(
+    db: &AnyPool,
+    bus: &dyn Bus,
+    subject: &str,
+    handler: Record,
+    retry: RetryPolicy,
+) -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let run = Consumer::new("c", db.clone(), handler)
+        .retry(retry)
+        .subscribe(bus, subject, shutdown.clone())
+        .await
+        .unwrap();
+    tokio::spawn(run);
+    shutdown
+}
+
 fn fast_retry(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
         max_attempts,
@@ -93,19 +123,15 @@ async fn staged_messages_are_delivered_once_and_marked_published() {
     let dir = tempfile::tempdir().unwrap();
     let (producer, consumer_db) = (database(&dir, "p.db").await, database(&dir, "c.db").await);
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
-    let shutdown = CancellationToken::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let handler = Record {
-        failures: 2,
-        permanent: false,
-        calls: calls.clone(),
-    };
-    let run = Consumer::new("c", consumer_db.clone(), handler)
-        .retry(fast_retry(5))
-        .subscribe(bus.as_ref(), "thing.*", shutdown.clone())
-        .await
-        .unwrap();
-    tokio::spawn(run);
+    let (handler, calls) = Record::new(2, false);
+    let shutdown = consume(
+        &consumer_db,
+        bus.as_ref(),
+        "thing.*",
+        handler,
+        fast_retry(5),
+    )
+    .await;
 
     let messages: Vec<Message> = (0..3)
         .map(|i| Message::new("thing.made", format!("{i}")))
@@ -140,17 +166,8 @@ async fn a_redelivered_message_has_no_second_effect() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(&dir, "c.db").await;
     let bus = MemoryBus::default();
-    let shutdown = CancellationToken::new();
-    let handler = Record {
-        failures: 0,
-        permanent: false,
-        calls: Arc::default(),
-    };
-    let run = Consumer::new("c", db.clone(), handler)
-        .subscribe(&bus, "thing.made", shutdown.clone())
-        .await
-        .unwrap();
-    tokio::spawn(run);
+    let (handler, calls) = Record::new(0, false);
+    let shutdown = consume(&db, &bus, "thing.made", handler, RetryPolicy::default()).await;
 
     // The same message published twice, as a relay does after a crash
     // between the consumer's commit and the outbox update.
@@ -158,6 +175,11 @@ async fn a_redelivered_message_has_no_second_effect() {
     bus.publish(message.clone()).await.unwrap();
     bus.publish(message.clone()).await.unwrap();
     assert_eq!(effects(&db).await, vec![message.id]);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the inbox stopped the second"
+    );
     shutdown.cancel();
 }
 
@@ -166,19 +188,8 @@ async fn failing_messages_are_dead_lettered_after_bounded_retries() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(&dir, "c.db").await;
     let bus = MemoryBus::default();
-    let shutdown = CancellationToken::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let handler = Record {
-        failures: u32::MAX,
-        permanent: false,
-        calls: calls.clone(),
-    };
-    let run = Consumer::new("c", db.clone(), handler)
-        .retry(fast_retry(3))
-        .subscribe(&bus, "thing.made", shutdown.clone())
-        .await
-        .unwrap();
-    tokio::spawn(run);
+    let (handler, calls) = Record::new(u32::MAX, false);
+    let shutdown = consume(&db, &bus, "thing.made", handler, fast_retry(3)).await;
 
     let message = Message::new("thing.made", "{\"n\":1}");
     bus.publish(message.clone()).await.unwrap();
@@ -198,18 +209,8 @@ async fn permanent_failures_are_dead_lettered_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(&dir, "c.db").await;
     let bus = MemoryBus::default();
-    let shutdown = CancellationToken::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let handler = Record {
-        failures: u32::MAX,
-        permanent: true,
-        calls: calls.clone(),
-    };
-    let run = Consumer::new("c", db.clone(), handler)
-        .subscribe(&bus, "thing.made", shutdown.clone())
-        .await
-        .unwrap();
-    tokio::spawn(run);
+    let (handler, calls) = Record::new(u32::MAX, true);
+    let shutdown = consume(&db, &bus, "thing.made", handler, RetryPolicy::default()).await;
     bus.publish(Message::new("thing.made", "?")).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(dead_letters(&db).await.unwrap()[0].error, "bad payload");

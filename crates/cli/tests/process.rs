@@ -50,6 +50,22 @@ async fn up(data: &std::path::Path, webhook: Option<&str>) -> Up {
     Up { child, url }
 }
 
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn create_user(client: &reqwest::Client, base: &str, email: &str) -> Value {
+    client
+        .post(format!("{base}/users"))
+        .json(&json!({"name": "foo", "email": email}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 impl Up {
     async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
@@ -95,28 +111,13 @@ async fn sigterm_exits_0_and_a_restart_keeps_the_data() {
     let data = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let first = up(data.path(), None).await;
-    let created: Value = client
-        .post(format!("{}/users", first.url))
-        .json(&json!({"name": "foo", "email": "foo@example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_user(&client, &first.url, "foo@example.com").await;
     let status = first.terminate().await;
     assert!(status.success(), "{status}");
 
     let second = up(data.path(), None).await;
     let id = created["id"].as_str().unwrap();
-    let fetched: Value = client
-        .get(format!("{}/users/{id}", second.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched = get_json(&client, &format!("{}/users/{id}", second.url)).await;
     assert_eq!(fetched, created);
     assert!(second.terminate().await.success());
 }
@@ -159,15 +160,7 @@ async fn a_crash_before_delivery_loses_no_notification_and_duplicates_none() {
     let first = up(data.path(), Some(&webhook)).await;
     let mut expected = Vec::new();
     for i in 0..50 {
-        let user: Value = client
-            .post(format!("{}/users", first.url))
-            .json(&json!({"name": "foo", "email": format!("foo{i}@example.com")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let user = create_user(&client, &first.url, &format!("foo{i}@example.com")).await;
         expected.push(format!("User {} created", user["id"].as_str().unwrap()));
     }
     first.crash().await;
@@ -176,14 +169,11 @@ async fn a_crash_before_delivery_loses_no_notification_and_duplicates_none() {
     let second = up(data.path(), Some(&webhook)).await;
     let deadline = Instant::now() + WAIT;
     loop {
-        let page: Value = client
-            .get(format!("{}/notifications/messages?limit=1000", second.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(
+            &client,
+            &format!("{}/notifications/messages?limit=1000", second.url),
+        )
+        .await;
         let messages = page["items"].as_array().unwrap();
         if messages.len() == expected.len() && messages.iter().all(|m| m["status"] == "sent") {
             break;
@@ -236,14 +226,7 @@ async fn a_crash_under_traffic_leaves_exactly_one_notification_per_user() {
     let acknowledged: Vec<String> = creating.join_all().await.into_iter().flatten().collect();
 
     let second = up(data.path(), None).await;
-    let users: Value = client
-        .get(format!("{}/users?limit=500", second.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = get_json(&client, &format!("{}/users?limit=500", second.url)).await;
     let mut user_texts: Vec<String> = users["items"]
         .as_array()
         .unwrap()
@@ -264,14 +247,11 @@ async fn a_crash_under_traffic_leaves_exactly_one_notification_per_user() {
     );
     let deadline = Instant::now() + WAIT;
     loop {
-        let page: Value = client
-            .get(format!("{}/notifications/messages?limit=1000", second.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(
+            &client,
+            &format!("{}/notifications/messages?limit=1000", second.url),
+        )
+        .await;
         let mut texts: Vec<String> = page["items"]
             .as_array()
             .unwrap()

@@ -11,6 +11,7 @@
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod page;
 pub mod problem;
 pub mod runtime;
 pub mod telemetry;

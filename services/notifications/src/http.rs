@@ -5,9 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use flotilla_kit::page::PageParams;
 use flotilla_kit::{Json, Problem, Query};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::State as App;
 use crate::domain::{Channel, Text};
@@ -31,7 +32,7 @@ pub enum Error {
     },
     /// 400
     #[error("{0}")]
-    BadQuery(&'static str),
+    BadQuery(String),
     /// 404
     #[error("no message with id {0}")]
     NotFound(String),
@@ -104,14 +105,6 @@ pub struct MessagePage {
     next: Option<String>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// Page size, 1 to 1000 (default 100).
-    limit: Option<u32>,
-    /// The `next` value of the previous page.
-    after: Option<String>,
-}
-
 /// Queues a message for the Slack webhook; delivery happens in the
 /// background, with retries.
 #[utoipa::path(post, path = "/messages", request_body = SendMessage, responses(
@@ -152,26 +145,17 @@ pub async fn fetch(
 }
 
 /// Lists messages, oldest first, with their delivery state.
-#[utoipa::path(get, path = "/messages", params(ListParams), responses(
+#[utoipa::path(get, path = "/messages", params(PageParams), responses(
     (status = 200, body = MessagePage),
     (status = 400, body = flotilla_kit::Problem),
 ))]
 pub async fn list(
     State(app): State<App>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<MessagePage>, Error> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::BadQuery("`limit` must be between 1 and 1000"));
-    }
-    let after = params.after.unwrap_or_default();
-    let mut items = store::list(&app.ctx.db, &after, i64::from(limit) + 1).await?;
-    let next = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.id.clone())
-    } else {
-        None
-    };
+    let page = params.validate(100, 1000).map_err(Error::BadQuery)?;
+    let items = store::list(&app.ctx.db, &page.after, page.fetch()).await?;
+    let (items, next) = page.split(items, |m| &m.id);
     Ok(Json(MessagePage {
         items: items.into_iter().map(MessageBody::from).collect(),
         next,

@@ -13,7 +13,7 @@ pub enum Error {
     },
     /// 400: a query parameter is invalid.
     #[error("{0}")]
-    BadQuery(&'static str),
+    BadQuery(String),
     /// 404
     #[error("no user with id {0}")]
     NotFound(String),
@@ -29,7 +29,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let problem = match &self {
             Error::Invalid { field, detail } => Problem::invalid_field(field, *detail),
-            Error::BadQuery(detail) => Problem::bad_request(*detail),
+            Error::BadQuery(detail) => Problem::bad_request(detail.clone()),
             Error::NotFound(_) => Problem::not_found(self.to_string()),
             Error::DuplicateEmail => Problem::conflict(self.to_string()),
             Error::Db(sqlx::Error::Database(db)) if db.is_unique_violation() => {

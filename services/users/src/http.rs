@@ -6,9 +6,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use flotilla_contracts::{UserCreatedV1, UserDeletedV1};
+use flotilla_kit::page::PageParams;
 use flotilla_kit::{Context, Json, Query};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::domain::{Email, UserName};
 use crate::error::Error;
@@ -58,14 +59,6 @@ pub struct UserPage {
     /// Pass as `after` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// Page size, 1 to 500 (default 50).
-    limit: Option<u32>,
-    /// The `next` value of the previous page.
-    after: Option<String>,
 }
 
 /// Creates a user and announces it with a `user.created` event.
@@ -126,26 +119,17 @@ pub async fn fetch(
 }
 
 /// Lists users in creation order, a page at a time.
-#[utoipa::path(get, path = "/", params(ListParams), responses(
+#[utoipa::path(get, path = "/", params(PageParams), responses(
     (status = 200, body = UserPage),
     (status = 400, body = flotilla_kit::Problem),
 ))]
 pub async fn list(
     State(ctx): State<Context>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<UserPage>, Error> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(Error::BadQuery("`limit` must be between 1 and 500"));
-    }
-    let after = params.after.unwrap_or_default();
-    let mut users = store::list(&ctx.db, &after, i64::from(limit) + 1).await?;
-    let next = if users.len() > limit as usize {
-        users.truncate(limit as usize);
-        users.last().map(|u| u.id.clone())
-    } else {
-        None
-    };
+    let page = params.validate(50, 500).map_err(Error::BadQuery)?;
+    let users = store::list(&ctx.db, &page.after, page.fetch()).await?;
+    let (users, next) = page.split(users, |u| &u.id);
     Ok(Json(UserPage {
         items: users.into_iter().map(UserBody::from).collect(),
         next,

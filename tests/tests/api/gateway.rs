@@ -139,3 +139,51 @@ async fn docs_and_openapi_work_behind_the_prefix() {
         );
     }
 }
+
+#[tokio::test]
+async fn replicas_share_the_load_and_notify_exactly_once() {
+    let app = flotilla_tests::spawn_app_with(|args| args.replicas = 2).await;
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    for service in ["users", "notifications"] {
+        assert_eq!(
+            health["services"][service]["instances"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let user = app.create_user("foo", &format!("foo{i}@example.com")).await;
+        expected.push(format!("User {} created", user["id"].as_str().unwrap()));
+    }
+    // Round robin: each users instance served half of the creations.
+    for instance in app.instances("users") {
+        let metrics = reqwest::get(format!("{instance}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(r#"route="/",status="201"} 10"#),
+            "{instance}: {metrics}"
+        );
+    }
+    // Two consumers and two senders, yet one message per user, sent once.
+    app.slack
+        .wait_for(20, std::time::Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut sent: Vec<String> = app
+        .slack
+        .accepted()
+        .iter()
+        .map(|d| d.body["text"].as_str().unwrap().to_owned())
+        .collect();
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent, expected);
+    assert_eq!(app.messages().await.len(), 20);
+}
