@@ -37,7 +37,9 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let url = db::sqlite_url(&args.data, service.name());
         let prepared = runtime::prepare(service, &url, bus, shutdown.clone()).await?;
         prepared.start_instance(listener, &mut tasks).await?;
-        prepared.start_relay(&mut tasks);
+        // Alone in its process, the in-process bus has no other service to
+        // deliver to: events stay in the outbox until a shared bus is used.
+        tracing::info!("no shared bus configured: events are kept in the outbox");
     }
     println!("{} listening on http://{addr}", args.service);
     crate::stop_signal().await;
