@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// `users=http://127.0.0.1:9001`; repeat for more.
     #[arg(long = "upstream", value_name = "SERVICE=URL")]
     pub upstreams: Vec<String>,
+    /// For the gateway: a TOML file of routes, watched and reloaded.
+    #[arg(long, value_name = "FILE", env = "FLOTILLA_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Worker threads; 1 runs everything on one thread. Default: one per core.
+    #[arg(long, env = "FLOTILLA_THREADS")]
+    pub threads: Option<usize>,
     #[command(flatten)]
     pub notifications: flotilla_notifications::Config,
 }

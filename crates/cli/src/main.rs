@@ -6,14 +6,38 @@ use clap::Parser;
 use flotilla_cli::{Cli, Command, Stack};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     flotilla_kit::telemetry::init(cli.log_format);
-    let result = match &cli.command {
-        Command::Up(args) => up(args).await,
-        Command::Serve(args) => flotilla_cli::serve::run(args).await,
+    let threads = match &cli.command {
+        Command::Serve(args) => args.threads,
+        Command::Up(_) => None,
     };
+    let runtime = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Up(args) => up(args).await,
+            Command::Serve(args) => flotilla_cli::serve::run(args).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

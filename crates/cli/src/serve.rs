@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use flotilla_bus::{Bus, MemoryBus};
-use flotilla_gateway::{Gateway, Upstream};
+use flotilla_gateway::{Config, Gateway, service_routes};
 use flotilla_kit::{db, runtime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,8 +19,12 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let listener = bind(SocketAddr::new(args.host, args.port)).await?;
     let addr = listener.local_addr()?;
     if args.service == "gateway" {
-        let upstreams = parse_upstreams(&args.upstreams)?;
-        tasks.spawn(Gateway::new(upstreams).serve(listener, shutdown.clone()));
+        let mut config = Config::default();
+        for (service, urls) in parse_upstreams(&args.upstreams)? {
+            config.routes.extend(service_routes(&service, urls));
+        }
+        let gateway = Gateway::new(config, args.config.clone()).await?;
+        tasks.spawn(gateway.serve(listener, shutdown.clone()));
     } else {
         let Some(service) = crate::services(&args.notifications)?
             .into_iter()
@@ -49,18 +53,15 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 /// `users=http://127.0.0.1:9001` pairs, grouped by service.
-fn parse_upstreams(pairs: &[String]) -> anyhow::Result<Vec<Upstream>> {
-    let mut upstreams: Vec<Upstream> = Vec::new();
+fn parse_upstreams(pairs: &[String]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut upstreams: Vec<(String, Vec<String>)> = Vec::new();
     for pair in pairs {
         let Some((service, url)) = pair.split_once('=') else {
             bail!("--upstream {pair}: expected SERVICE=URL");
         };
-        match upstreams.iter_mut().find(|u| u.service == service) {
-            Some(upstream) => upstream.instances.push(url.to_owned()),
-            None => upstreams.push(Upstream {
-                service: service.to_owned(),
-                instances: vec![url.to_owned()],
-            }),
+        match upstreams.iter_mut().find(|(s, _)| s == service) {
+            Some((_, urls)) => urls.push(url.to_owned()),
+            None => upstreams.push((service.to_owned(), vec![url.to_owned()])),
         }
     }
     Ok(upstreams)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use flotilla_bus::{Bus, MemoryBus};
-use flotilla_gateway::{Gateway, Upstream};
+use flotilla_gateway::{Config, Gateway, service_routes};
 use flotilla_kit::{db, runtime};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -61,14 +61,13 @@ impl Stack {
         }
 
         let gateway = gateway_listener.local_addr()?;
-        let upstreams = services
-            .iter()
-            .map(|(name, addrs)| Upstream {
-                service: (*name).to_owned(),
-                instances: addrs.iter().map(|a| format!("http://{a}")).collect(),
-            })
-            .collect();
-        tasks.spawn(Gateway::new(upstreams).serve(gateway_listener, shutdown.clone()));
+        let mut config = Config::default();
+        for (name, addrs) in &services {
+            let urls = addrs.iter().map(|a| format!("http://{a}")).collect();
+            config.routes.extend(service_routes(name, urls));
+        }
+        let gateway_app = Gateway::new(config, None).await?;
+        tasks.spawn(gateway_app.serve(gateway_listener, shutdown.clone()));
         Ok(Self {
             gateway,
             services,

@@ -18,6 +18,8 @@ pub mod problem {
     pub const INTERNAL: &str = "urn:flotilla:problem:internal";
     pub const BAD_GATEWAY: &str = "urn:flotilla:problem:bad-gateway";
     pub const GATEWAY_TIMEOUT: &str = "urn:flotilla:problem:gateway-timeout";
+    pub const RATE_LIMITED: &str = "urn:flotilla:problem:rate-limited";
+    pub const FORBIDDEN: &str = "urn:flotilla:problem:forbidden";
 }
 
 /// The header naming the schema of a message's payload.

@@ -1,69 +1,132 @@
 //! The edge gateway: one address in front of every service.
 //!
-//! `/<service>/...` is proxied to an instance of that service with the prefix
-//! stripped, `/api/v1/<service>/...` is an alias, and `/health` aggregates the
-//! health of every service. It is built directly on hyper: a route table
-//! swapped atomically (no lock on the request path) and a pooled keep-alive
-//! client to the upstreams.
+//! Requests are matched against a route table (longest path prefix, optional
+//! host), balanced over the instances of the route's service, and forwarded
+//! with a pooled keep-alive client; a failed attempt is retried on another
+//! instance within a retry budget. Routes and instances come from the
+//! services `flotilla up` starts, a TOML file that is watched, instances
+//! that register over HTTP, and DNS. The table is rebuilt off the request
+//! path and swapped atomically, so a request takes no lock.
+//!
+//! The gateway's own endpoints: `/health` (every service, aggregated),
+//! `/metrics` (Prometheus), `/dashboard`, and the JSON API under
+//! `/_flotilla/`.
 
+mod api;
+pub mod config;
+mod discovery;
+mod edge;
 mod health;
+mod pool;
 mod proxy;
 mod reply;
-mod routes;
+mod stats;
+mod table;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use routes::{RouteTable, Upstream};
+pub use config::{Config, ConfigError, RouteConfig};
+pub use discovery::service_routes;
+
+use discovery::{Sources, WatchedFile};
+use reply::Body;
+use table::RouteTable;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// The pooled keep-alive client to the upstreams.
-pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, reply::Body>;
-
-/// The gateway. Share it with an `Arc`; [`Gateway::set_upstreams`] may be
-/// called at any time.
+/// The gateway. [`Gateway::serve`] runs it; it can be reconfigured while it runs.
 pub struct Gateway {
-    routes: ArcSwap<RouteTable>,
-    client: Client,
+    table: ArcSwap<RouteTable>,
+    sources: Mutex<Sources>,
+    open_connections: AtomicI64,
+    this: Weak<Gateway>,
 }
 
 impl Gateway {
-    pub fn new(upstreams: Vec<Upstream>) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Arc::new(Self {
-            routes: ArcSwap::from_pointee(RouteTable::new(upstreams)),
-            client,
-        })
+    /// A gateway for `config`, plus the routes of the TOML file at `file`
+    /// (watched and reloaded while the gateway runs).
+    pub async fn new(config: Config, file: Option<PathBuf>) -> Result<Arc<Self>, ConfigError> {
+        let watched = match file {
+            Some(path) => Some(WatchedFile::new(path.clone(), Config::load(&path)?)),
+            None => None,
+        };
+        let gateway = Arc::new_cyclic(|this| Gateway {
+            table: ArcSwap::from_pointee(RouteTable::new(Vec::new(), config.gateway.clone())),
+            sources: Mutex::new(Sources::new(config, watched)),
+            open_connections: AtomicI64::new(0),
+            this: this.clone(),
+        });
+        discovery::resolve(&gateway).await;
+        gateway.rebuild();
+        discovery::spawn_watchers(Arc::downgrade(&gateway));
+        Ok(gateway)
     }
 
-    /// Replaces the route table; requests in flight keep the one they started with.
-    pub fn set_upstreams(&self, upstreams: Vec<Upstream>) {
-        self.routes.store(Arc::new(RouteTable::new(upstreams)));
+    /// Builds the route table from the current sources and swaps it in.
+    pub fn rebuild(&self) {
+        let table = self.sources.lock().unwrap().build(&self.this);
+        self.table.store(Arc::new(table));
+    }
+
+    /// Adds or renews an instance of `service` for `ttl`; true if it is new.
+    pub fn register(&self, service: &str, url: &str, ttl: Duration) -> bool {
+        let expires = pool::now_ms() + ttl.as_millis() as u64;
+        let new = {
+            let mut sources = self.sources.lock().unwrap();
+            let urls = sources.registered.entry(service.to_owned()).or_default();
+            urls.insert(url.to_owned(), expires).is_none()
+        };
+        if new {
+            tracing::info!(%service, %url, "instance registered");
+            self.rebuild();
+        }
+        new
+    }
+
+    /// Removes a registered instance; false if there was none.
+    pub fn deregister(&self, service: &str, url: &str) -> bool {
+        let removed = {
+            let mut sources = self.sources.lock().unwrap();
+            let removed = sources
+                .registered
+                .get_mut(service)
+                .is_some_and(|urls| urls.remove(url).is_some());
+            sources.registered.retain(|_, urls| !urls.is_empty());
+            removed
+        };
+        if removed {
+            tracing::info!(%service, %url, "instance deregistered");
+            self.rebuild();
+        }
+        removed
     }
 
     /// Serves on `listener` until `shutdown`, then gives in-flight requests
     /// a grace period to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .max_buf_size(64 * 1024)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
         loop {
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -83,10 +146,13 @@ impl Gateway {
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             let conn = graceful.watch(conn);
+            let gateway = self.clone();
+            gateway.open_connections.fetch_add(1, Relaxed);
             tokio::spawn(async move {
                 if let Err(error) = conn.await {
                     tracing::debug!(%error, "client connection ended with an error");
                 }
+                gateway.open_connections.fetch_sub(1, Relaxed);
             });
         }
         drop(listener);
@@ -102,23 +168,101 @@ impl Gateway {
         self: Arc<Self>,
         req: hyper::Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<hyper::Response<reply::Body>, std::convert::Infallible> {
-        let routes = self.routes.load_full();
+    ) -> Result<Response<Body>, std::convert::Infallible> {
+        let table = self.table.load_full();
         let path = req.uri().path();
-        let response = if path == "/health" {
-            health::aggregate(&self.client, &routes).await
-        } else if path == "/" {
-            reply::index(&routes)
-        } else {
-            match routes.resolve(path) {
-                Some(target) => proxy::forward(&self.client, req, target, peer).await,
-                None => reply::problem(
-                    hyper::StatusCode::NOT_FOUND,
-                    flotilla_contracts::problem::NOT_FOUND,
-                    "no service is routed at this path",
-                ),
-            }
+        let response = match path {
+            "/health" => health::aggregate(&table).await,
+            "/metrics" => api::metrics(&self, &table),
+            "/dashboard" => api::dashboard(),
+            _ if path.starts_with("/_flotilla/") => api::handle(&self, &table, req, peer).await,
+            _ => self.route(&table, req, peer).await,
         };
         Ok(response)
+    }
+
+    /// A request for an upstream: edge policies, then the proxy.
+    async fn route(
+        &self,
+        table: &RouteTable,
+        mut req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let host = req
+            .uri()
+            .host()
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)?
+                    .to_str()
+                    .ok()?
+                    .split(':')
+                    .next()
+            })
+            .map(str::to_owned);
+        let Some(route) = table.find(host.as_deref(), req.uri().path()) else {
+            return if req.uri().path() == "/" {
+                api::index(table)
+            } else {
+                reply::problem(
+                    StatusCode::NOT_FOUND,
+                    flotilla_contracts::problem::NOT_FOUND,
+                    "no service is routed at this path",
+                )
+            };
+        };
+        let settings = &table.settings;
+        let origin = edge::cors_origin(&settings.cors_origins, req.headers());
+        if edge::is_preflight(req.method(), req.headers()) {
+            return edge::preflight(origin, req.headers());
+        }
+        if let Some(limiter) = &route.rate_limit
+            && let Err(not_until) = limiter.check_key(&peer.ip())
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let mut response = reply::problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                flotilla_contracts::problem::RATE_LIMITED,
+                "too many requests; retry later",
+            );
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            route.stats.record(429, started.elapsed());
+            return response;
+        }
+        let request_id = edge::request_id(req.headers_mut());
+        let trace_id = edge::trace(req.headers_mut());
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let forwarded = proxy::forward(route, req, peer, settings.body_limit).await;
+        let mut response = forwarded.response;
+        let headers = response.headers_mut();
+        headers.insert(edge::X_REQUEST_ID.clone(), request_id.clone());
+        if let Some(origin) = origin {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        let elapsed = started.elapsed();
+        route.stats.record(response.status().as_u16(), elapsed);
+        if settings.access_log {
+            tracing::info!(
+                target: "flotilla::access",
+                method = %method,
+                path = %uri.path(),
+                status = response.status().as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                service = %route.pool.service,
+                instance = forwarded.instance.as_ref().map_or("-", |i| i.url.as_str()),
+                client = %peer.ip(),
+                request_id = request_id.to_str().unwrap_or("-"),
+                trace_id = %trace_id,
+            );
+        }
+        response
     }
 }

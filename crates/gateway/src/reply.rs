@@ -1,4 +1,4 @@
-//! Responses the gateway makes itself: problems, JSON, the index.
+//! Responses the gateway makes itself: problems and JSON.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
@@ -6,10 +6,12 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use crate::routes::RouteTable;
+/// Any error a body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The body of every gateway response: a proxied stream or a local buffer.
-pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+/// The body of every request and response the gateway handles: a stream
+/// being proxied or a local buffer.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -17,17 +19,21 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-pub fn json(
+pub fn with_type(
     status: StatusCode,
-    value: &serde_json::Value,
+    body: impl Into<Bytes>,
     content_type: &'static str,
 ) -> Response<Body> {
-    let mut response = Response::new(full(value.to_string()));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    with_type(status, value.to_string(), "application/json")
 }
 
 /// An RFC 9457 problem, in the same shape as the services'.
@@ -38,27 +44,5 @@ pub fn problem(status: StatusCode, kind: &str, detail: &str) -> Response<Body> {
         "status": status.as_u16(),
         "detail": detail,
     });
-    json(status, &body, "application/problem+json")
-}
-
-/// `GET /`: the services and where their APIs and docs are.
-pub fn index(routes: &RouteTable) -> Response<Body> {
-    let services: serde_json::Map<_, _> = routes
-        .services
-        .iter()
-        .map(|s| {
-            let base = format!("/{}", s.name);
-            (
-                s.name.clone(),
-                json!({
-                    "url": base,
-                    "docs": format!("{base}/docs/"),
-                    "openapi": format!("{base}/openapi.json"),
-                    "instances": s.instances.len(),
-                }),
-            )
-        })
-        .collect();
-    let body = json!({ "name": "flotilla", "health": "/health", "services": services });
-    json(StatusCode::OK, &body, "application/json")
+    with_type(status, body.to_string(), "application/problem+json")
 }

@@ -1,6 +1,6 @@
 //! The gateway: routing, aliases, health aggregation.
 
-use flotilla_gateway::{Gateway, Upstream};
+use flotilla_gateway::{Config, Gateway, service_routes};
 use flotilla_tests::spawn_app;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -33,16 +33,14 @@ async fn health_is_503_when_a_service_does_not_answer() {
     drop(dead);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let gateway = Gateway::new(vec![
-        Upstream {
-            service: "users".into(),
-            instances: app.instances("users"),
-        },
-        Upstream {
-            service: "notifications".into(),
-            instances: vec![dead_url.clone()],
-        },
-    ]);
+    let mut config = Config::default();
+    config
+        .routes
+        .extend(service_routes("users", app.instances("users")));
+    config
+        .routes
+        .extend(service_routes("notifications", vec![dead_url.clone()]));
+    let gateway = Gateway::new(config, None).await.unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(gateway.serve(listener, shutdown.clone()));
 
