@@ -56,15 +56,28 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- processes and cleanup -------------------------------------------------
 
+# forget_pid PID: drops a reaped process from PIDS, so that cleanup never
+# signals a later process that happens to get the same pid.
+forget_pid() {
+    local pid kept=()
+    for pid in "${PIDS[@]}"; do
+        if [[ $pid != "$1" ]]; then kept+=("$pid"); fi
+    done
+    PIDS=("${kept[@]}")
+}
+
+# stop_pid PID: TERM, then KILL after 5s.
 stop_pid() {
     local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
+    if kill -TERM "$pid" 2>/dev/null; then
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
     wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
 }
 
 cleanup() {
@@ -217,11 +230,20 @@ start_all() {
 # --- throughput and latency ------------------------------------------------
 
 # run_wrk PORT CONNS DURATION OUT: the same wrk settings for every target.
+# wrk runs in the background and is waited for, so that Ctrl-C stops the
+# script at once rather than after the run.
 run_wrk() {
-    local port=$1 conns=$2 duration=$3 out=$4 threads=1
+    local port=$1 conns=$2 duration=$3 out=$4 threads=1 pid status=0
     if ((conns > 64)); then threads=2; fi
-    wrk -t"$threads" -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/" >"$out" 2>&1 ||
-        { cat "$out" >&2; die "wrk failed against port $port"; }
+    wrk -t"$threads" -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/" >"$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || status=$?
+    forget_pid "$pid"
+    if ((status != 0)); then
+        cat "$out" >&2
+        die "wrk failed against port $port"
+    fi
 }
 
 # parse_wrk FILE: prints "REQ_PER_SEC P99_MS ERRORS", where errors are

@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// `users=http://127.0.0.1:9001`; repeat for more.
     #[arg(long = "upstream", value_name = "SERVICE=URL")]
     pub upstreams: Vec<String>,
+    /// For a service: the gateway to register with and heartbeat to.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_GATEWAY_URL")]
+    pub gateway: Option<String>,
+    /// For a service: the URL the gateway reaches it at (default: http://HOST:PORT).
+    #[arg(long, value_name = "URL", env = "FLOTILLA_ADVERTISE_URL")]
+    pub advertise: Option<String>,
     /// For the gateway: a TOML file of routes, watched and reloaded.
     #[arg(long, value_name = "FILE", env = "FLOTILLA_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,

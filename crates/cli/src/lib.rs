@@ -3,6 +3,7 @@
 //! ([`serve`]).
 
 pub mod args;
+pub mod register;
 pub mod serve;
 pub mod stack;
 

@@ -10,8 +10,8 @@ use flotilla_kit::{db, runtime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ServeArgs;
 use crate::stack::{GRACE, bind};
+use crate::{ServeArgs, register};
 
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
@@ -41,6 +41,18 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let url = db::sqlite_url(&args.data, service.name());
         let prepared = runtime::prepare(service, &url, bus, shutdown.clone()).await?;
         prepared.start_instance(listener, &mut tasks).await?;
+        if let Some(gateway) = &args.gateway {
+            let url = args
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"));
+            tasks.spawn(register::heartbeat(
+                gateway.trim_end_matches('/').to_owned(),
+                args.service.clone(),
+                url,
+                shutdown.clone(),
+            ));
+        }
         // Alone in its process, the in-process bus has no other service to
         // deliver to: events stay in the outbox until a shared bus is used.
         tracing::info!("no shared bus configured: events are kept in the outbox");

@@ -5,7 +5,7 @@
 //! Compose and Kubernetes headless services answer).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
@@ -221,14 +221,28 @@ impl Sources {
     }
 }
 
+/// Turns `host:port` into addresses.
+pub trait Resolve: Send + Sync + 'static {
+    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, std::io::Result<Vec<SocketAddr>>>;
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The system's resolver (`/etc/hosts`, then DNS), as `getaddrinfo` sees it.
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, std::io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host(name).await?.collect()) })
+    }
+}
+
 /// Resolves every upstream host name now; true if an answer changed.
 pub(crate) async fn resolve(gateway: &Gateway) -> bool {
     let names = gateway.sources.lock().unwrap().names();
     let mut answers = HashMap::new();
     for name in names {
-        let looked_up = tokio::net::lookup_host(name.as_str())
-            .await
-            .map(|addrs| addrs.collect::<Vec<_>>());
+        let looked_up = gateway.resolver.resolve(&name).await;
         match looked_up {
             Ok(addrs) => {
                 let mut addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();

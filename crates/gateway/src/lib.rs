@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, ConfigError, RouteConfig};
-pub use discovery::service_routes;
+pub use discovery::{BoxFuture, Resolve, SystemResolver, service_routes};
 
 use discovery::{Sources, WatchedFile};
 use reply::Body;
@@ -55,6 +55,7 @@ pub struct Gateway {
     table: ArcSwap<RouteTable>,
     sources: Mutex<Sources>,
     open_connections: AtomicI64,
+    resolver: Box<dyn Resolve>,
     this: Weak<Gateway>,
 }
 
@@ -62,6 +63,15 @@ impl Gateway {
     /// A gateway for `config`, plus the routes of the TOML file at `file`
     /// (watched and reloaded while the gateway runs).
     pub async fn new(config: Config, file: Option<PathBuf>) -> Result<Arc<Self>, ConfigError> {
+        Self::with_resolver(config, file, SystemResolver).await
+    }
+
+    /// [`Gateway::new`] with another resolver for upstream host names.
+    pub async fn with_resolver(
+        config: Config,
+        file: Option<PathBuf>,
+        resolver: impl Resolve,
+    ) -> Result<Arc<Self>, ConfigError> {
         let watched = match file {
             Some(path) => Some(WatchedFile::new(path.clone(), Config::load(&path)?)),
             None => None,
@@ -70,6 +80,7 @@ impl Gateway {
             table: ArcSwap::from_pointee(RouteTable::new(Vec::new(), config.gateway.clone())),
             sources: Mutex::new(Sources::new(config, watched)),
             open_connections: AtomicI64::new(0),
+            resolver: Box::new(resolver),
             this: this.clone(),
         });
         discovery::resolve(&gateway).await;

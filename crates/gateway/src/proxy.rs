@@ -13,7 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
 use crate::pool::Instance;
@@ -92,15 +92,20 @@ pub(crate) async fn forward(
     add_forwarded(&mut parts.headers, peer, prefix.as_deref());
     parts.version = Version::HTTP_11;
 
-    let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let mut payload = match declared {
-        None if !chunked => Payload::Replayable(Bytes::new()),
-        Some(0) => Payload::Replayable(Bytes::new()),
-        Some(len) if len <= REPLAYABLE => match Limited::new(body, len as usize).collect().await {
-            Ok(collected) => Payload::Replayable(collected.to_bytes()),
-            Err(error) => return Forwarded::local(client_body_problem(&*error)),
-        },
-        _ => Payload::Stream(Some(Limited::new(body, body_limit as usize).boxed_unsync())),
+    // No body, or a small one of known length: kept, so that the request
+    // can be sent again. Anything else (chunked, large) streams through once.
+    let mut payload = if body.is_end_stream() {
+        Payload::Replayable(Bytes::new())
+    } else {
+        match body.size_hint().exact() {
+            Some(len) if len <= REPLAYABLE => {
+                match Limited::new(body, len as usize).collect().await {
+                    Ok(collected) => Payload::Replayable(collected.to_bytes()),
+                    Err(error) => return Forwarded::local(client_body_problem(&*error)),
+                }
+            }
+            _ => Payload::Stream(Some(Limited::new(body, body_limit as usize).boxed_unsync())),
+        }
     };
     let idempotent = matches!(
         parts.method,

@@ -1,0 +1,279 @@
+//! Edge policies and protocol handling: rate limits, CORS, trace context,
+//! websockets, metrics, malformed HTTP.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{Upstream, gateway, get_many, route};
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(
+        &[&a],
+        "health = { path = \"\" }\nrate_limit = { per_second = 1, burst = 3 }",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(get_many(&client, &gw.url, 3).await, [200, 200, 200]);
+    let limited = client.get(&gw.url).send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after));
+    assert_eq!(
+        limited.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(a.hits(), 3);
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let a = Upstream::start("a").await;
+    let toml = route(&[&a], "health = { path = \"\" }").replace(
+        "access_log = false",
+        "access_log = false\ncors_origins = [\"https://app.example\"]",
+    );
+    let gw = gateway(&toml).await;
+    let client = reqwest::Client::new();
+    let allowed = client
+        .get(&gw.url)
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = client
+        .get(&gw.url)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, &gw.url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-headers"], "content-type");
+    assert_eq!(
+        preflight("https://evil.example").await.unwrap().status(),
+        403
+    );
+    assert_eq!(a.hits(), 2, "preflights are answered by the gateway");
+}
+
+#[tokio::test]
+async fn trace_context_request_id_and_forwarded_headers_reach_the_upstream() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let client = reqwest::Client::new();
+    let fresh: serde_json::Value = client
+        .get(format!("{}/headers", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let traceparent = fresh["traceparent"].as_str().unwrap();
+    assert_eq!(traceparent.len(), 55, "{traceparent}");
+    assert!(traceparent.starts_with("00-"));
+    assert!(fresh["x-request-id"].is_string());
+    assert_eq!(fresh["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(fresh["x-forwarded-proto"], "http");
+
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = client
+        .get(format!("{}/headers", gw.url))
+        .header("traceparent", incoming)
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+    let continued: serde_json::Value = response.json().await.unwrap();
+    let forwarded = continued["traceparent"].as_str().unwrap();
+    assert!(
+        forwarded.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{forwarded}"
+    );
+    assert_ne!(forwarded, incoming);
+    assert_eq!(continued["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn websockets_are_proxied() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    for text in ["hello", "through the gateway"] {
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_what_was_sent() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let client = reqwest::Client::new();
+    get_many(&client, &gw.url, 7).await;
+    get_many(&client, &format!("{}/status/404", gw.url), 2).await;
+    let text = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "gateway_requests_total{route=\"/\",service=\"app\",class=\"2xx\"} 7",
+        "gateway_requests_total{route=\"/\",service=\"app\",class=\"4xx\"} 2",
+        "gateway_request_duration_seconds_count{route=\"/\",service=\"app\"} 9",
+        &format!(
+            "gateway_upstream_responses_total{{service=\"app\",instance=\"{}\",class=\"2xx\"}} 7",
+            a.url
+        ),
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    let stats: serde_json::Value = reqwest::get(format!("{}/_flotilla/api/stats", gw.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["routes"][0]["requests"], 9);
+    let dashboard = reqwest::get(format!("{}/dashboard", gw.url)).await.unwrap();
+    assert_eq!(dashboard.status(), 200);
+    assert!(
+        dashboard
+            .text()
+            .await
+            .unwrap()
+            .contains("/_flotilla/api/stats")
+    );
+}
+
+#[tokio::test]
+async fn malformed_http_is_answered_400_or_431() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    for (raw, expected) in [
+        (b"NOT A REQUEST\r\n\r\n".to_vec(), "400"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+            "400",
+        ),
+        (huge_header.into_bytes(), "431"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let _ = stream.write_all(&raw).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        let status = text.lines().next().unwrap_or_default();
+        assert!(
+            status.starts_with(&format!("HTTP/1.1 {expected}")),
+            "{:?} answered {status:?}",
+            String::from_utf8_lossy(&raw[..20.min(raw.len())])
+        );
+    }
+    assert_eq!(
+        reqwest::get(&gw.url).await.unwrap().status(),
+        200,
+        "the gateway still serves"
+    );
+}
+
+#[tokio::test]
+async fn http2_without_tls_is_served() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client.get(&gw.url).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.text().await.unwrap(), "a");
+}
+
+#[tokio::test]
+async fn bodies_reach_the_upstream_intact_whatever_their_framing() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello world"), "{answer}");
+
+    let client = reqwest::Client::new();
+    for size in [10, 200_000] {
+        let body = "x".repeat(size);
+        let echoed = client
+            .post(format!("{}/echo", gw.url))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(echoed.text().await.unwrap(), body, "{size} bytes");
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let a = Upstream::start("a").await;
+    let toml = route(&[&a], "health = { path = \"\" }").replace(
+        "access_log = false",
+        "access_log = false\nbody_limit = 1000",
+    );
+    let gw = gateway(&toml).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/echo", gw.url))
+        .body("x".repeat(1001))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(a.hits(), 0);
+}

@@ -1,0 +1,7 @@
+//! The gateway against real upstream servers on free ports.
+
+mod balancing;
+mod discovery;
+mod edge;
+mod resilience;
+mod support;
