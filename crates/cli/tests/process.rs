@@ -272,3 +272,47 @@ async fn a_crash_under_traffic_leaves_exactly_one_notification_per_user() {
     }
     assert!(second.terminate().await.success());
 }
+
+/// Starts `flotilla serve ...` and returns it with the URL it printed.
+async fn serve(args: &[&str]) -> Up {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("flotilla starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("prints its address")
+        .unwrap()
+        .expect("a line");
+    let url = line.rsplit(' ').next().unwrap().to_owned();
+    Up { child, url }
+}
+
+#[tokio::test]
+async fn a_service_run_alone_registers_with_the_gateway_and_leaves_on_stop() {
+    let gateway = serve(&["gateway", "--port", "0"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let users = serve(&["users", "--port", "0", "--gateway", &gateway.url, "--data", data.path().to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = client.get(format!("{}/users", gateway.url)).send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never routed: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created = create_user(&client, &gateway.url, "foo@example.com").await;
+    assert_eq!(created["email"], "foo@example.com");
+
+    assert!(users.terminate().await.success());
+    let after = client.get(format!("{}/users", gateway.url)).send().await.unwrap();
+    assert_eq!(after.status(), 404, "a stopped instance deregisters");
+    assert!(gateway.terminate().await.success());
+}
