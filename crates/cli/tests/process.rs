@@ -297,11 +297,25 @@ async fn serve(args: &[&str]) -> Up {
 async fn a_service_run_alone_registers_with_the_gateway_and_leaves_on_stop() {
     let gateway = serve(&["gateway", "--port", "0"]).await;
     let data = tempfile::tempdir().unwrap();
-    let users = serve(&["users", "--port", "0", "--gateway", &gateway.url, "--data", data.path().to_str().unwrap()]).await;
+    let users = serve(&[
+        "users",
+        "--port",
+        "0",
+        "--gateway",
+        &gateway.url,
+        "--data",
+        data.path().to_str().unwrap(),
+    ])
+    .await;
     let client = reqwest::Client::new();
     let deadline = Instant::now() + WAIT;
     loop {
-        let status = client.get(format!("{}/users", gateway.url)).send().await.unwrap().status();
+        let status = client
+            .get(format!("{}/users", gateway.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
         if status == 200 {
             break;
         }
@@ -312,7 +326,11 @@ async fn a_service_run_alone_registers_with_the_gateway_and_leaves_on_stop() {
     assert_eq!(created["email"], "foo@example.com");
 
     assert!(users.terminate().await.success());
-    let after = client.get(format!("{}/users", gateway.url)).send().await.unwrap();
+    let after = client
+        .get(format!("{}/users", gateway.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), 404, "a stopped instance deregisters");
     assert!(gateway.terminate().await.success());
 }

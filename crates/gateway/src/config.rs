@@ -17,7 +17,7 @@
 //! health = { path = "/health", interval_ms = 2000 }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -45,6 +45,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.gateway.tls_cert.is_some() != self.gateway.tls_key.is_some() {
+            return Err(ConfigError("tls_cert and tls_key go together".to_owned()));
+        }
         for route in &self.routes {
             if !route.prefix.starts_with('/') {
                 return Err(ConfigError(format!(
@@ -95,6 +98,10 @@ pub struct Settings {
     pub registration_ttl_ms: u64,
     /// How often upstream host names are resolved again.
     pub dns_refresh_ms: u64,
+    /// PEM certificate chain; with `tls_key`, clients connect over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -105,6 +112,8 @@ impl Default for Settings {
             body_limit: 10 * 1024 * 1024,
             registration_ttl_ms: 10_000,
             dns_refresh_ms: 5_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -22,6 +22,7 @@ mod proxy;
 mod reply;
 mod stats;
 mod table;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct Gateway {
     sources: Mutex<Sources>,
     open_connections: AtomicI64,
     resolver: Box<dyn Resolve>,
+    /// Set when a certificate is configured; the listener then speaks TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     this: Weak<Gateway>,
 }
 
@@ -76,11 +79,20 @@ impl Gateway {
             Some(path) => Some(WatchedFile::new(path.clone(), Config::load(&path)?)),
             None => None,
         };
+        // The certificate is read once, at start.
+        let settings = watched
+            .as_ref()
+            .map_or(&config.gateway, |w| &w.config.gateway);
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let gateway = Arc::new_cyclic(|this| Gateway {
             table: ArcSwap::from_pointee(RouteTable::new(Vec::new(), config.gateway.clone())),
             sources: Mutex::new(Sources::new(config, watched)),
             open_connections: AtomicI64::new(0),
             resolver: Box::new(resolver),
+            tls,
             this: this.clone(),
         });
         discovery::resolve(&gateway).await;
@@ -151,20 +163,42 @@ impl Gateway {
                 },
             };
             let _ = stream.set_nodelay(true);
+            let tls = self.tls.is_some();
             let gateway = self.clone();
-            let service = service_fn(move |req| gateway.clone().handle(req, peer));
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let service = service_fn(move |req| gateway.clone().handle(req, peer, tls));
             let gateway = self.clone();
             gateway.open_connections.fetch_add(1, Relaxed);
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "client connection ended with an error");
+            match &self.tls {
+                None => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(error) = conn.await {
+                            tracing::debug!(%error, "client connection ended with an error");
+                        }
+                        gateway.open_connections.fetch_sub(1, Relaxed);
+                    });
                 }
-                gateway.open_connections.fetch_sub(1, Relaxed);
-            });
+                Some(acceptor) => {
+                    let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                                .await;
+                        if let Ok(Ok(stream)) = handshake {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            if let Err(error) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(%error, "client connection ended with an error");
+                            }
+                        }
+                        gateway.open_connections.fetch_sub(1, Relaxed);
+                    });
+                }
+            }
         }
         drop(listener);
         if tokio::time::timeout(DRAIN, graceful.shutdown())
@@ -179,6 +213,7 @@ impl Gateway {
         self: Arc<Self>,
         req: hyper::Request<Incoming>,
         peer: SocketAddr,
+        tls: bool,
     ) -> Result<Response<Body>, std::convert::Infallible> {
         let table = self.table.load_full();
         let path = req.uri().path();
@@ -187,7 +222,7 @@ impl Gateway {
             "/metrics" => api::metrics(&self, &table),
             "/dashboard" => api::dashboard(),
             _ if path.starts_with("/_flotilla/") => api::handle(&self, &table, req, peer).await,
-            _ => self.route(&table, req, peer).await,
+            _ => self.route(&table, req, peer, tls).await,
         };
         Ok(response)
     }
@@ -198,6 +233,7 @@ impl Gateway {
         table: &RouteTable,
         mut req: hyper::Request<Incoming>,
         peer: SocketAddr,
+        tls: bool,
     ) -> Response<Body> {
         let started = Instant::now();
         let host = req
@@ -250,7 +286,7 @@ impl Gateway {
         let trace_id = edge::trace(req.headers_mut());
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let forwarded = proxy::forward(route, req, peer, settings.body_limit).await;
+        let forwarded = proxy::forward(route, req, peer, tls, settings.body_limit).await;
         let mut response = forwarded.response;
         let headers = response.headers_mut();
         headers.insert(edge::X_REQUEST_ID.clone(), request_id.clone());

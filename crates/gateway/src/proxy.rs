@@ -63,6 +63,7 @@ pub(crate) async fn forward(
     route: &Route,
     req: Request<Incoming>,
     peer: SocketAddr,
+    tls: bool,
     body_limit: u64,
 ) -> Forwarded {
     let pool = &route.pool;
@@ -79,7 +80,7 @@ pub(crate) async fn forward(
         ));
     }
     if is_upgrade(req.headers()) {
-        return upgrade(route, req, peer).await;
+        return upgrade(route, req, peer, tls).await;
     }
 
     let (mut parts, body) = req.into_parts();
@@ -89,7 +90,7 @@ pub(crate) async fn forward(
     };
     let prefix = route.location_prefix().map(str::to_owned);
     remove_hop_by_hop(&mut parts.headers);
-    add_forwarded(&mut parts.headers, peer, prefix.as_deref());
+    add_forwarded(&mut parts.headers, peer, tls, prefix.as_deref());
     parts.version = Version::HTTP_11;
 
     // No body, or a small one of known length: kept, so that the request
@@ -374,7 +375,12 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// A websocket (or any HTTP/1.1 upgrade): forwarded with its upgrade
 /// headers, then both connections spliced once the upstream answers 101.
-async fn upgrade(route: &Route, mut req: Request<Incoming>, peer: SocketAddr) -> Forwarded {
+async fn upgrade(
+    route: &Route,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Forwarded {
     let pool = &route.pool;
     let Some((_, instance)) = pool.pick(None, &[]) else {
         return Forwarded::local(reply::problem(
@@ -396,7 +402,7 @@ async fn upgrade(route: &Route, mut req: Request<Incoming>, peer: SocketAddr) ->
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    add_forwarded(&mut parts.headers, peer, route.location_prefix());
+    add_forwarded(&mut parts.headers, peer, tls, route.location_prefix());
     parts.version = Version::HTTP_11;
     let Some(request) = upstream_request(
         &parts,
@@ -467,7 +473,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, prefix: Option<&str>) {
+fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, prefix: Option<&str>) {
     let ip = peer.ip().to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(earlier) => format!("{earlier}, {ip}"),
@@ -476,7 +482,8 @@ fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, prefix: Option<&str>
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }

@@ -277,3 +277,50 @@ async fn a_body_over_the_limit_is_413() {
     assert_eq!(response.status(), 413);
     assert_eq!(a.hits(), 0);
 }
+
+#[tokio::test]
+async fn tls_clients_get_http2_or_http1_by_alpn() {
+    let a = Upstream::start("a").await;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let toml = route(&[&a], "health = { path = \"\" }").replace(
+        "access_log = false",
+        &format!("access_log = false\ntls_cert = \"{fixtures}/localhost.crt\"\ntls_key = \"{fixtures}/localhost.key\""),
+    );
+    let gw = gateway(&toml).await;
+    let url = format!("https://localhost:{}/headers", gw.addr.port());
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        // curl is the client: a real TLS stack, independent of the gateway's.
+        let output = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                flag,
+                "--cacert",
+                &format!("{fixtures}/localhost.crt"),
+                "-w",
+                "\n%{http_version}",
+                &url,
+            ])
+            .output()
+            .await
+            .expect("curl runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (body, used) = stdout.rsplit_once('\n').unwrap();
+        assert_eq!(used, version);
+        let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(seen["x-forwarded-proto"], "https");
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_without_its_key_is_refused() {
+    let toml = "[gateway]\ntls_cert = \"/nonexistent.crt\"\n";
+    assert!(flotilla_gateway::Config::parse(toml).is_err());
+    let both = "[gateway]\ntls_cert = \"/nonexistent.crt\"\ntls_key = \"/nonexistent.key\"\n";
+    let config = flotilla_gateway::Config::parse(both).unwrap();
+    assert!(flotilla_gateway::Gateway::new(config, None).await.is_err());
+}
