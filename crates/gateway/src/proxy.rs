@@ -224,6 +224,14 @@ fn bad_target() -> Response<Body> {
 /// The upstream path and query for the request's URI.
 fn rewrite(route: &Route, uri: &Uri) -> Option<http::uri::PathAndQuery> {
     let path = route.upstream_path(uri.path());
+    if path.len() == uri.path().len() {
+        // Nothing stripped: the client's target as it is (a cheap clone).
+        return Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+    }
     let joined = match uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
@@ -446,6 +454,21 @@ async fn upgrade(
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let hop_by_hop = |name: &HeaderName| {
+        name == header::CONNECTION
+            || name == header::PROXY_AUTHENTICATE
+            || name == header::PROXY_AUTHORIZATION
+            || name == header::TE
+            || name == header::TRAILER
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+    };
+    // Most messages have none: one pass over the names, no hashing.
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
