@@ -33,6 +33,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
     let data = tempfile::tempdir().expect("temporary directory");
     let slack = FakeSlack::start().await;
     let mut args = UpArgs::ephemeral(data.path().to_owned());
+    if let Some(url) = postgres() {
+        // Each stack in its own schemas: tests run in parallel.
+        args.db = Some(url);
+        args.db_schema_prefix = format!("t{}_", &uuid_like()[..12]);
+    }
     args.notifications.webhook_url = Some(slack.url.clone());
     args.notifications.retry_base_ms = 20;
     configure(&mut args);
@@ -46,6 +51,25 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
         stack: Some(stack),
         _data: data,
     }
+}
+
+/// The PostgreSQL URL when the suite runs on PostgreSQL
+/// (`FLOTILLA_TEST_BACKEND=postgres`, with `FLOTILLA_TEST_POSTGRES_URL`).
+fn postgres() -> Option<String> {
+    if std::env::var("FLOTILLA_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let url = std::env::var("FLOTILLA_TEST_POSTGRES_URL")
+        .expect("FLOTILLA_TEST_BACKEND=postgres needs FLOTILLA_TEST_POSTGRES_URL");
+    Some(url)
+}
+
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    format!(
+        "{:016x}",
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    )
 }
 
 impl TestApp {

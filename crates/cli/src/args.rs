@@ -45,6 +45,13 @@ pub struct UpArgs {
     /// Directory of the services' SQLite databases.
     #[arg(long, default_value = "./data", env = "FLOTILLA_DATA")]
     pub data: PathBuf,
+    /// PostgreSQL URL (`postgres://…`): each service gets its own schema
+    /// there instead of a SQLite file under --data.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_DB")]
+    pub db: Option<String>,
+    /// Prefix of the services' schema names on PostgreSQL.
+    #[arg(long, default_value = "", env = "FLOTILLA_DB_SCHEMA_PREFIX")]
+    pub db_schema_prefix: String,
     /// Instances of each service.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), env = "FLOTILLA_REPLICAS")]
     pub replicas: u16,
@@ -52,16 +59,44 @@ pub struct UpArgs {
     pub notifications: flotilla_notifications::Config,
 }
 
+/// The storage that `--db`, `--data` and `--db-schema-prefix` describe.
+fn storage(
+    db: Option<&str>,
+    data: &std::path::Path,
+    prefix: &str,
+) -> anyhow::Result<flotilla_kit::db::Storage> {
+    let storage =
+        flotilla_kit::db::Storage::new(db, data.to_owned(), prefix).map_err(anyhow::Error::msg)?;
+    if let flotilla_kit::db::Storage::Sqlite(dir) = &storage {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+        })?;
+    }
+    Ok(storage)
+}
+
 impl UpArgs {
+    pub fn storage(&self) -> anyhow::Result<flotilla_kit::db::Storage> {
+        storage(self.db.as_deref(), &self.data, &self.db_schema_prefix)
+    }
+
     /// Defaults for a stack on a free port over `data`, as tests start it.
     pub fn ephemeral(data: PathBuf) -> Self {
         Self {
             port: 0,
             host: [127, 0, 0, 1].into(),
             data,
+            db: None,
+            db_schema_prefix: String::new(),
             replicas: 1,
             notifications: flotilla_notifications::Config::default(),
         }
+    }
+}
+
+impl ServeArgs {
+    pub fn storage(&self) -> anyhow::Result<flotilla_kit::db::Storage> {
+        storage(self.db.as_deref(), &self.data, &self.db_schema_prefix)
     }
 }
 
@@ -78,6 +113,13 @@ pub struct ServeArgs {
     /// Directory of the service's SQLite database.
     #[arg(long, default_value = "./data", env = "FLOTILLA_DATA")]
     pub data: PathBuf,
+    /// PostgreSQL URL (`postgres://…`): each service gets its own schema
+    /// there instead of a SQLite file under --data.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_DB")]
+    pub db: Option<String>,
+    /// Prefix of the services' schema names on PostgreSQL.
+    #[arg(long, default_value = "", env = "FLOTILLA_DB_SCHEMA_PREFIX")]
+    pub db_schema_prefix: String,
     /// For the gateway: a service and one of its instances, as
     /// `users=http://127.0.0.1:9001`; repeat for more.
     #[arg(long = "upstream", value_name = "SERVICE=URL")]

@@ -49,11 +49,15 @@ fn main() -> ExitCode {
 
 async fn up(args: &flotilla_cli::UpArgs) -> anyhow::Result<()> {
     let stack = Stack::start(args, CancellationToken::new()).await?;
+    // The database URL may hold a password: it is not printed.
+    let data = match &args.db {
+        Some(_) => format!("PostgreSQL, schemas {}<service>", args.db_schema_prefix),
+        None => args.data.display().to_string(),
+    };
     println!(
-        "flotilla {} ready in {} ms (data: {})\n\n{}",
+        "flotilla {} ready in {} ms (data: {data})\n\n{}",
         env!("CARGO_PKG_VERSION"),
         stack.started_in.as_millis(),
-        args.data.display(),
         stack.table()
     );
     flotilla_cli::stop_signal().await;

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use flotilla_bus::{Bus, MemoryBus};
 use flotilla_gateway::{Config, Gateway, service_routes};
-use flotilla_kit::{db, runtime};
+use flotilla_kit::runtime;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -35,11 +35,9 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 args.service
             );
         };
-        std::fs::create_dir_all(&args.data)
-            .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+        let storage = args.storage()?;
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
-        let url = db::sqlite_url(&args.data, service.name());
-        let prepared = runtime::prepare(service, &url, bus, shutdown.clone()).await?;
+        let prepared = runtime::prepare(service, &storage, bus, shutdown.clone()).await?;
         prepared.start_instance(listener, &mut tasks).await?;
         if let Some(gateway) = &args.gateway {
             let url = args

@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use flotilla_bus::{Bus, MemoryBus};
 use flotilla_gateway::{Config, Gateway, service_routes};
-use flotilla_kit::{db, runtime};
+use flotilla_kit::runtime;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -36,15 +35,14 @@ impl Stack {
     pub async fn start(args: &UpArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
         let gateway_listener = bind(SocketAddr::new(args.host, args.port)).await?;
-        std::fs::create_dir_all(&args.data)
-            .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+        let storage = args.storage()?;
 
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
         let mut tasks = JoinSet::new();
         let mut prepared = Vec::new();
         for service in crate::services(&args.notifications)? {
-            let url = db::sqlite_url(&args.data, service.name());
-            prepared.push(runtime::prepare(service, &url, bus.clone(), shutdown.clone()).await?);
+            prepared
+                .push(runtime::prepare(service, &storage, bus.clone(), shutdown.clone()).await?);
         }
         let mut services = Vec::new();
         for service in &prepared {

@@ -13,6 +13,18 @@ use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The PostgreSQL URL when the suite runs on PostgreSQL
+/// (`FLOTILLA_TEST_BACKEND=postgres`, with `FLOTILLA_TEST_POSTGRES_URL`).
+fn postgres() -> Option<String> {
+    if std::env::var("FLOTILLA_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    Some(
+        std::env::var("FLOTILLA_TEST_POSTGRES_URL")
+            .expect("FLOTILLA_TEST_BACKEND=postgres needs FLOTILLA_TEST_POSTGRES_URL"),
+    )
+}
+
 /// A `flotilla up` child process and its gateway URL.
 struct Up {
     child: Child,
@@ -32,6 +44,12 @@ async fn up(data: &std::path::Path, webhook: Option<&str>) -> Up {
         .kill_on_drop(true);
     if let Some(webhook) = webhook {
         command.env("FLOTILLA_SLACK_WEBHOOK_URL", webhook);
+    }
+    if let Some(url) = postgres() {
+        // The schemas follow the data directory, so a restart finds them.
+        let name = data.file_name().unwrap().to_string_lossy().to_lowercase();
+        let prefix: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        command.args(["--db", &url, "--db-schema-prefix", &format!("p{prefix}_")]);
     }
     let mut child = command.spawn().expect("flotilla starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

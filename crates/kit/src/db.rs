@@ -1,31 +1,98 @@
-//! Database pools: one per service, SQLite (a file under the data directory)
-//! or PostgreSQL, through sqlx's `Any` driver so that one set of queries runs
-//! on both. Queries use `$n` placeholders and only portable types: text,
-//! integers, floats.
+//! Database pools: one per service, through sqlx's `Any` driver so that one
+//! set of queries runs on SQLite (a file per service under the data
+//! directory) and on PostgreSQL (a schema per service). Queries use `$n`
+//! placeholders and only portable types: text, 64-bit integers, floats.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor, any::AnyPoolOptions};
+use sqlx::{AnyPool, Connection, Executor, any::AnyPoolOptions};
 
-/// The URL of the SQLite database of `service` under `data_dir`.
-pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
-    format!(
-        "sqlite://{}?mode=rwc",
-        data_dir.join(format!("{service}.db")).display()
-    )
+/// Where the services keep their data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// One SQLite file per service in this directory.
+    Sqlite(PathBuf),
+    /// One schema per service, named `<prefix><service>`, in this database.
+    Postgres { url: String, schema_prefix: String },
 }
 
-/// Connects to `url` (`sqlite://…` or `postgres://…`).
-pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
-    sqlx::any::install_default_drivers();
+impl Storage {
+    /// `--db` when given (a `postgres://` URL), else SQLite files under `data`.
+    pub fn new(db: Option<&str>, data: PathBuf, schema_prefix: &str) -> Result<Self, String> {
+        match db {
+            None => Ok(Storage::Sqlite(data)),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let valid = schema_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !valid {
+                    return Err(format!(
+                        "schema prefix `{schema_prefix}`: lower-case letters, digits and _ only"
+                    ));
+                }
+                Ok(Storage::Postgres {
+                    url: url.to_owned(),
+                    schema_prefix: schema_prefix.to_owned(),
+                })
+            }
+            Some(other) => Err(format!(
+                "--db {other}: expected a postgres:// URL (SQLite is the default)"
+            )),
+        }
+    }
+
+    /// Where `service`'s data lives, for logs.
+    pub fn describe(&self, service: &str) -> String {
+        match self {
+            Storage::Sqlite(dir) => dir.join(format!("{service}.db")).display().to_string(),
+            Storage::Postgres { schema_prefix, .. } => {
+                format!("postgres schema {schema_prefix}{service}")
+            }
+        }
+    }
+
+    /// Opens the database of `service`, creating its file or schema.
+    pub async fn open(&self, service: &str) -> Result<AnyPool, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        match self {
+            Storage::Sqlite(dir) => {
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.join(format!("{service}.db")).display()
+                );
+                pool(&url, None).await
+            }
+            Storage::Postgres { url, schema_prefix } => {
+                let schema = format!("{schema_prefix}{service}");
+                let mut conn = sqlx::AnyConnection::connect(url).await?;
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+                )))
+                .await?;
+                conn.close().await?;
+                pool(url, Some(schema)).await
+            }
+        }
+    }
+}
+
+/// A pool on `url`; on PostgreSQL every connection works in `schema`.
+async fn pool(url: &str, schema: Option<String>) -> Result<AnyPool, sqlx::Error> {
     let sqlite = url.starts_with("sqlite:");
     AnyPoolOptions::new()
         .max_connections(if sqlite { 8 } else { 16 })
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _meta| {
+            let schema = schema.clone();
             Box::pin(async move {
+                if let Some(schema) = schema {
+                    conn.execute(sqlx::AssertSqlSafe(format!(
+                        "SET search_path TO \"{schema}\""
+                    )))
+                    .await?;
+                }
                 if sqlite {
                     // WAL lets readers run beside the writer; NORMAL syncs on
                     // checkpoints, which survives a crash of the process.

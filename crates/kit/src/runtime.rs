@@ -20,17 +20,20 @@ pub struct Prepared {
     ctx: Context,
 }
 
-/// Connects the service to its database at `db_url` and applies migrations.
+/// Opens the service's database in `storage` and applies migrations.
 pub async fn prepare(
     service: Arc<dyn Service>,
-    db_url: &str,
+    storage: &db::Storage,
     bus: Arc<dyn Bus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Prepared> {
     let name = service.name();
-    let pool = db::connect(db_url)
-        .await
-        .with_context(|| format!("{name}: cannot open its database"))?;
+    let pool = storage.open(name).await.with_context(|| {
+        format!(
+            "{name}: cannot open its database ({})",
+            storage.describe(name)
+        )
+    })?;
     db::migrate(&pool, service.migrator())
         .await
         .with_context(|| format!("{name}: migrations failed"))?;
