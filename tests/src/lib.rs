@@ -33,10 +33,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
     let data = tempfile::tempdir().expect("temporary directory");
     let slack = FakeSlack::start().await;
     let mut args = UpArgs::ephemeral(data.path().to_owned());
-    if let Some(url) = postgres() {
-        // Each stack in its own schemas: tests run in parallel.
-        args.db = Some(url);
-        args.db_schema_prefix = format!("t{}_", &uuid_like()[..12]);
+    if let Some((db, bus)) = scale_out() {
+        // Each stack in schemas and a stream of its own: tests run in parallel.
+        let tag = format!("t{}", &uuid_like()[..12]);
+        args.db = Some(db);
+        args.db_schema_prefix = format!("{tag}_");
+        args.bus = Some(bus);
+        args.bus_namespace = tag;
     }
     args.notifications.webhook_url = Some(slack.url.clone());
     args.notifications.retry_base_ms = 20;
@@ -53,15 +56,20 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
     }
 }
 
-/// The PostgreSQL URL when the suite runs on PostgreSQL
-/// (`FLOTILLA_TEST_BACKEND=postgres`, with `FLOTILLA_TEST_POSTGRES_URL`).
-fn postgres() -> Option<String> {
-    if std::env::var("FLOTILLA_TEST_BACKEND").as_deref() != Ok("postgres") {
+/// The PostgreSQL and NATS URLs when the suite runs on the scale-out
+/// engines (`FLOTILLA_TEST_BACKEND=scale-out`).
+pub fn scale_out() -> Option<(String, String)> {
+    if std::env::var("FLOTILLA_TEST_BACKEND").as_deref() != Ok("scale-out") {
         return None;
     }
-    let url = std::env::var("FLOTILLA_TEST_POSTGRES_URL")
-        .expect("FLOTILLA_TEST_BACKEND=postgres needs FLOTILLA_TEST_POSTGRES_URL");
-    Some(url)
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("FLOTILLA_TEST_BACKEND=scale-out needs {name}"))
+    };
+    Some((
+        var("FLOTILLA_TEST_POSTGRES_URL"),
+        var("FLOTILLA_TEST_NATS_URL"),
+    ))
 }
 
 fn uuid_like() -> String {

@@ -12,6 +12,7 @@
 
 pub mod consumer;
 pub mod memory;
+pub mod nats;
 pub mod outbox;
 mod subject;
 

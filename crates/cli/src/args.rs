@@ -52,6 +52,16 @@ pub struct UpArgs {
     /// Prefix of the services' schema names on PostgreSQL.
     #[arg(long, default_value = "", env = "FLOTILLA_DB_SCHEMA_PREFIX")]
     pub db_schema_prefix: String,
+    /// NATS URL (`nats://…`) of the bus; the in-process bus by default.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_BUS")]
+    pub bus: Option<String>,
+    /// Name of the JetStream stream (upper-cased) and first token of every subject.
+    #[arg(long, default_value = "flotilla", env = "FLOTILLA_BUS_NAMESPACE")]
+    pub bus_namespace: String,
+    /// How long a delivery may go unacknowledged before the bus redelivers
+    /// it (to another instance if its consumer died), in milliseconds.
+    #[arg(long, default_value_t = 30_000, env = "FLOTILLA_BUS_ACK_WAIT_MS")]
+    pub bus_ack_wait_ms: u64,
     /// Instances of each service.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), env = "FLOTILLA_REPLICAS")]
     pub replicas: u16,
@@ -75,7 +85,44 @@ fn storage(
     Ok(storage)
 }
 
+/// The bus that `--bus` names: NATS JetStream, or the in-process bus.
+async fn bus(
+    url: Option<&str>,
+    namespace: &str,
+    ack_wait: std::time::Duration,
+) -> anyhow::Result<std::sync::Arc<dyn flotilla_bus::Bus>> {
+    use flotilla_bus::nats::{NatsBus, NatsConfig};
+    let Some(url) = url else {
+        return Ok(std::sync::Arc::new(flotilla_bus::MemoryBus::new(ack_wait)));
+    };
+    if !url.starts_with("nats://") {
+        anyhow::bail!("--bus {url}: expected a nats:// URL (the in-process bus is the default)");
+    }
+    if namespace.is_empty()
+        || !namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        anyhow::bail!("--bus-namespace {namespace}: letters, digits and _ only");
+    }
+    let config = NatsConfig {
+        stream: namespace.to_uppercase(),
+        prefix: namespace.to_owned(),
+        ack_wait,
+        ..NatsConfig::default()
+    };
+    let bus = NatsBus::connect(url, config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot use the NATS bus: {e}"))?;
+    Ok(std::sync::Arc::new(bus))
+}
+
 impl UpArgs {
+    pub async fn bus(&self) -> anyhow::Result<std::sync::Arc<dyn flotilla_bus::Bus>> {
+        let ack_wait = std::time::Duration::from_millis(self.bus_ack_wait_ms);
+        bus(self.bus.as_deref(), &self.bus_namespace, ack_wait).await
+    }
+
     pub fn storage(&self) -> anyhow::Result<flotilla_kit::db::Storage> {
         storage(self.db.as_deref(), &self.data, &self.db_schema_prefix)
     }
@@ -88,6 +135,9 @@ impl UpArgs {
             data,
             db: None,
             db_schema_prefix: String::new(),
+            bus: None,
+            bus_namespace: "flotilla".to_owned(),
+            bus_ack_wait_ms: 30_000,
             replicas: 1,
             notifications: flotilla_notifications::Config::default(),
         }
@@ -95,6 +145,11 @@ impl UpArgs {
 }
 
 impl ServeArgs {
+    pub async fn bus(&self) -> anyhow::Result<std::sync::Arc<dyn flotilla_bus::Bus>> {
+        let ack_wait = std::time::Duration::from_millis(self.bus_ack_wait_ms);
+        bus(self.bus.as_deref(), &self.bus_namespace, ack_wait).await
+    }
+
     pub fn storage(&self) -> anyhow::Result<flotilla_kit::db::Storage> {
         storage(self.db.as_deref(), &self.data, &self.db_schema_prefix)
     }
@@ -120,6 +175,16 @@ pub struct ServeArgs {
     /// Prefix of the services' schema names on PostgreSQL.
     #[arg(long, default_value = "", env = "FLOTILLA_DB_SCHEMA_PREFIX")]
     pub db_schema_prefix: String,
+    /// NATS URL (`nats://…`) of the bus; the in-process bus by default.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_BUS")]
+    pub bus: Option<String>,
+    /// Name of the JetStream stream (upper-cased) and first token of every subject.
+    #[arg(long, default_value = "flotilla", env = "FLOTILLA_BUS_NAMESPACE")]
+    pub bus_namespace: String,
+    /// How long a delivery may go unacknowledged before the bus redelivers
+    /// it (to another instance if its consumer died), in milliseconds.
+    #[arg(long, default_value_t = 30_000, env = "FLOTILLA_BUS_ACK_WAIT_MS")]
+    pub bus_ack_wait_ms: u64,
     /// For the gateway: a service and one of its instances, as
     /// `users=http://127.0.0.1:9001`; repeat for more.
     #[arg(long = "upstream", value_name = "SERVICE=URL")]

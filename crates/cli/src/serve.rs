@@ -1,10 +1,8 @@
 //! `flotilla serve <service>`: one service, or the gateway, alone.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::bail;
-use flotilla_bus::{Bus, MemoryBus};
 use flotilla_gateway::{Config, Gateway, service_routes};
 use flotilla_kit::runtime;
 use tokio::task::JoinSet;
@@ -36,7 +34,8 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             );
         };
         let storage = args.storage()?;
-        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+        let bus = args.bus().await?;
+        let shared_bus = args.bus.is_some();
         let prepared = runtime::prepare(service, &storage, bus, shutdown.clone()).await?;
         prepared.start_instance(listener, &mut tasks).await?;
         if let Some(gateway) = &args.gateway {
@@ -51,9 +50,13 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 shutdown.clone(),
             ));
         }
-        // Alone in its process, the in-process bus has no other service to
-        // deliver to: events stay in the outbox until a shared bus is used.
-        tracing::info!("no shared bus configured: events are kept in the outbox");
+        if shared_bus {
+            prepared.start_relay(&mut tasks);
+        } else {
+            // Alone in its process, the in-process bus has no other service
+            // to deliver to: events stay in the outbox until a shared bus is used.
+            tracing::info!("no shared bus configured: events are kept in the outbox");
+        }
     }
     println!("{} listening on http://{addr}", args.service);
     crate::stop_signal().await;

@@ -3,10 +3,8 @@
 //! the in-process bus.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotilla_bus::{Bus, MemoryBus};
 use flotilla_gateway::{Config, Gateway, service_routes};
 use flotilla_kit::runtime;
 use tokio::net::TcpListener;
@@ -37,7 +35,7 @@ impl Stack {
         let gateway_listener = bind(SocketAddr::new(args.host, args.port)).await?;
         let storage = args.storage()?;
 
-        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+        let bus = args.bus().await?;
         let mut tasks = JoinSet::new();
         let mut prepared = Vec::new();
         for service in crate::services(&args.notifications)? {

@@ -13,16 +13,20 @@ use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The PostgreSQL URL when the suite runs on PostgreSQL
-/// (`FLOTILLA_TEST_BACKEND=postgres`, with `FLOTILLA_TEST_POSTGRES_URL`).
-fn postgres() -> Option<String> {
-    if std::env::var("FLOTILLA_TEST_BACKEND").as_deref() != Ok("postgres") {
+/// The PostgreSQL and NATS URLs when the suite runs on the scale-out
+/// engines (`FLOTILLA_TEST_BACKEND=scale-out`).
+fn scale_out() -> Option<(String, String)> {
+    if std::env::var("FLOTILLA_TEST_BACKEND").as_deref() != Ok("scale-out") {
         return None;
     }
-    Some(
-        std::env::var("FLOTILLA_TEST_POSTGRES_URL")
-            .expect("FLOTILLA_TEST_BACKEND=postgres needs FLOTILLA_TEST_POSTGRES_URL"),
-    )
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("FLOTILLA_TEST_BACKEND=scale-out needs {name}"))
+    };
+    Some((
+        var("FLOTILLA_TEST_POSTGRES_URL"),
+        var("FLOTILLA_TEST_NATS_URL"),
+    ))
 }
 
 /// A `flotilla up` child process and its gateway URL.
@@ -38,6 +42,7 @@ async fn up(data: &std::path::Path, webhook: Option<&str>) -> Up {
         .arg(data)
         .env("FLOTILLA_SLACK_RETRY_BASE_MS", "50")
         .env("FLOTILLA_SLACK_TIMEOUT_MS", "1000")
+        .env("FLOTILLA_BUS_ACK_WAIT_MS", "2000")
         .env_remove("FLOTILLA_SLACK_WEBHOOK_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -45,11 +50,12 @@ async fn up(data: &std::path::Path, webhook: Option<&str>) -> Up {
     if let Some(webhook) = webhook {
         command.env("FLOTILLA_SLACK_WEBHOOK_URL", webhook);
     }
-    if let Some(url) = postgres() {
-        // The schemas follow the data directory, so a restart finds them.
+    if let Some((db, bus)) = scale_out() {
+        // Schemas and stream follow the data directory, so a restart finds them.
         let name = data.file_name().unwrap().to_string_lossy().to_lowercase();
-        let prefix: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
-        command.args(["--db", &url, "--db-schema-prefix", &format!("p{prefix}_")]);
+        let tag: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        command.args(["--db", &db, "--db-schema-prefix", &format!("p{tag}_")]);
+        command.args(["--bus", &bus, "--bus-namespace", &format!("p{tag}")]);
     }
     let mut child = command.spawn().expect("flotilla starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -1,0 +1,257 @@
+//! One suite for every `Bus` backend: the in-process bus always, NATS
+//! JetStream when FLOTILLA_TEST_NATS_URL is set (skipped with a notice
+//! otherwise).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_bus::nats::{NatsBus, NatsConfig};
+use flotilla_bus::{Bus, BusError, Delivery, MemoryBus, Message, Subscription};
+
+/// How long a test waits for a delivery it expects.
+const WAIT: Duration = Duration::from_secs(10);
+/// The ack wait the buses under test are given.
+const ACK_WAIT: Duration = Duration::from_millis(1000);
+
+/// A bus under test, with what it takes to clean up after it.
+struct Backend {
+    bus: Arc<dyn Bus>,
+    nats: Option<NatsBus>,
+}
+
+impl Backend {
+    async fn memory() -> Option<Self> {
+        Some(Self {
+            bus: Arc::new(MemoryBus::new(ACK_WAIT)),
+            nats: None,
+        })
+    }
+
+    async fn nats() -> Option<Self> {
+        let Ok(url) = std::env::var("FLOTILLA_TEST_NATS_URL") else {
+            eprintln!("skipped: set FLOTILLA_TEST_NATS_URL to run against NATS JetStream");
+            return None;
+        };
+        // A stream of its own per test: tests run in parallel.
+        let tag = format!(
+            "{:x}",
+            std::hash::BuildHasher::hash_one(
+                &std::hash::RandomState::new(),
+                std::time::SystemTime::now()
+            )
+        );
+        let config = NatsConfig {
+            stream: format!("TEST_{tag}"),
+            prefix: format!("t{tag}"),
+            ack_wait: ACK_WAIT,
+            replicas: 1,
+        };
+        let nats = NatsBus::connect(&url, config)
+            .await
+            .expect("NATS reachable");
+        Some(Self {
+            bus: Arc::new(nats.clone()),
+            nats: Some(nats),
+        })
+    }
+
+    async fn finish(self) {
+        if let Some(nats) = self.nats {
+            let _ = nats.delete_stream().await;
+        }
+    }
+
+    /// Publishes without waiting: the in-process bus confirms only once consumed.
+    fn publish(&self, message: Message) {
+        let bus = self.bus.clone();
+        tokio::spawn(async move { bus.publish(message).await.expect("published") });
+    }
+}
+
+async fn next(subscription: &mut Subscription) -> Delivery {
+    tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .expect("a delivery in time")
+        .expect("the subscription is open")
+}
+
+async fn fan_out_to_every_group(b: Backend) {
+    let mut one = b.bus.subscribe("orders.created", "billing").await.unwrap();
+    let mut two = b.bus.subscribe("orders.*", "shipping").await.unwrap();
+    let sent: Vec<Message> = (0..3)
+        .map(|i| Message::new("orders.created", format!("{i}")).with_header("k", "v"))
+        .collect();
+    for message in &sent {
+        b.publish(message.clone());
+    }
+    for subscription in [&mut one, &mut two] {
+        let mut got = HashSet::new();
+        for _ in 0..3 {
+            let delivery = next(subscription).await;
+            assert_eq!(delivery.message.subject, "orders.created");
+            assert_eq!(delivery.message.headers["k"], "v");
+            got.insert(delivery.message.id.clone());
+            delivery.ack().await.unwrap();
+        }
+        assert_eq!(got, sent.iter().map(|m| m.id.clone()).collect());
+    }
+    b.finish().await;
+}
+
+async fn members_of_a_group_share_its_messages(b: Backend) {
+    let mut one = b.bus.subscribe("jobs.run", "workers").await.unwrap();
+    let mut two = b.bus.subscribe("jobs.run", "workers").await.unwrap();
+    for i in 0..20 {
+        b.publish(Message::new("jobs.run", format!("{i}")));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let delivery = tokio::select! {
+            d = next(&mut one) => d,
+            d = next(&mut two) => d,
+        };
+        seen.push(delivery.message.id.clone());
+        delivery.ack().await.unwrap();
+    }
+    let distinct: HashSet<_> = seen.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        20,
+        "a message went to two members of one group"
+    );
+    // Nothing more arrives: each message went to one member only.
+    let extra = tokio::time::timeout(Duration::from_millis(300), async {
+        tokio::select! { d = one.next() => d, d = two.next() => d }
+    })
+    .await;
+    assert!(extra.is_err(), "an acknowledged message came again");
+    b.finish().await;
+}
+
+async fn a_nack_redelivers_after_its_delay(b: Backend) {
+    let mut subscription = b.bus.subscribe("mail.send", "mailer").await.unwrap();
+    let message = Message::new("mail.send", "x");
+    b.publish(message.clone());
+    let first = next(&mut subscription).await;
+    assert_eq!(first.attempt, 1);
+    first.nack(Duration::from_millis(100)).await.unwrap();
+    let second = next(&mut subscription).await;
+    assert_eq!(
+        (second.message.id.as_str(), second.attempt),
+        (message.id.as_str(), 2)
+    );
+    second.ack().await.unwrap();
+    b.finish().await;
+}
+
+async fn an_unacknowledged_delivery_comes_back_after_the_ack_wait(b: Backend) {
+    let mut subscription = b.bus.subscribe("mail.send", "mailer").await.unwrap();
+    b.publish(Message::new("mail.send", "x"));
+    let first = next(&mut subscription).await;
+    let started = std::time::Instant::now();
+    let again = next(&mut subscription).await;
+    assert!(
+        started.elapsed() >= ACK_WAIT / 2,
+        "redelivered before the ack wait"
+    );
+    assert_eq!(again.message.id, first.message.id);
+    assert_eq!(again.attempt, 2);
+    again.ack().await.unwrap();
+    drop(first);
+    b.finish().await;
+}
+
+async fn request_reply_no_responders_and_timeout(b: Backend) {
+    let none = b
+        .bus
+        .request(
+            "echo.nobody",
+            Bytes::from_static(b"?"),
+            Duration::from_millis(500),
+        )
+        .await;
+    assert!(
+        matches!(
+            none,
+            Err(BusError::NoResponders(_)) | Err(BusError::Timeout(_))
+        ),
+        "{none:?}"
+    );
+
+    let mut responder = b.bus.subscribe("echo.upper", "echo").await.unwrap();
+    let bus = b.bus.clone();
+    tokio::spawn(async move {
+        let request = responder.next().await.unwrap();
+        let upper = String::from_utf8_lossy(&request.message.payload).to_uppercase();
+        bus.publish(Message::reply(&request.message, upper).unwrap())
+            .await
+            .unwrap();
+        request.ack().await.unwrap();
+        let _unanswered = responder.next().await;
+        std::future::pending::<()>().await;
+    });
+    let reply = b
+        .bus
+        .request("echo.upper", Bytes::from_static(b"hi"), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(&reply.payload[..], b"HI");
+    let late = b
+        .bus
+        .request(
+            "echo.upper",
+            Bytes::from_static(b"hi"),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert!(matches!(late, Err(BusError::Timeout(_))), "{late:?}");
+    b.finish().await;
+}
+
+macro_rules! suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn fan_out() {
+                if let Some(b) = Backend::$backend().await {
+                    fan_out_to_every_group(b).await
+                }
+            }
+
+            #[tokio::test]
+            async fn competing_consumers() {
+                if let Some(b) = Backend::$backend().await {
+                    members_of_a_group_share_its_messages(b).await
+                }
+            }
+
+            #[tokio::test]
+            async fn nack() {
+                if let Some(b) = Backend::$backend().await {
+                    a_nack_redelivers_after_its_delay(b).await
+                }
+            }
+
+            #[tokio::test]
+            async fn ack_wait() {
+                if let Some(b) = Backend::$backend().await {
+                    an_unacknowledged_delivery_comes_back_after_the_ack_wait(b).await
+                }
+            }
+
+            #[tokio::test]
+            async fn request_reply() {
+                if let Some(b) = Backend::$backend().await {
+                    request_reply_no_responders_and_timeout(b).await
+                }
+            }
+        }
+    };
+}
+
+suite!(memory);
+suite!(nats);
