@@ -58,13 +58,19 @@ fn backend(error: impl std::fmt::Display) -> BusError {
 const ID_HEADER: &str = "Nats-Msg-Id";
 
 impl NatsBus {
-    /// Connects to `url` and creates the stream if it does not exist.
+    /// Connects to `url` (several servers of a cluster separated by commas)
+    /// and creates the stream if it does not exist.
     pub async fn connect(url: &str, config: NatsConfig) -> Result<Self, BusError> {
+        let servers = url
+            .split(',')
+            .map(|server| server.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
         let client = async_nats::ConnectOptions::new()
             .name("flotilla")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(backend)?;
         let js = jetstream::new(client.clone());
