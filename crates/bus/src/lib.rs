@@ -10,6 +10,7 @@
 //! second effect, and moves a message that keeps failing to the dead-letter
 //! table after bounded retries.
 
+pub mod amqp;
 pub mod consumer;
 pub mod memory;
 pub mod nats;

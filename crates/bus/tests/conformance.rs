@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_bus::amqp::AmqpBus;
 use flotilla_bus::nats::{NatsBus, NatsConfig};
 use flotilla_bus::{Bus, BusError, Delivery, MemoryBus, Message, Subscription};
 
@@ -19,6 +20,18 @@ const ACK_WAIT: Duration = Duration::from_millis(1000);
 struct Backend {
     bus: Arc<dyn Bus>,
     nats: Option<NatsBus>,
+    amqp: Option<Arc<AmqpBus>>,
+}
+
+/// A tag unique to one test, for names on a shared server.
+fn tag() -> String {
+    format!(
+        "{:x}",
+        std::hash::BuildHasher::hash_one(
+            &std::hash::RandomState::new(),
+            std::time::SystemTime::now()
+        )
+    )
 }
 
 impl Backend {
@@ -26,6 +39,7 @@ impl Backend {
         Some(Self {
             bus: Arc::new(MemoryBus::new(ACK_WAIT)),
             nats: None,
+            amqp: None,
         })
     }
 
@@ -54,12 +68,33 @@ impl Backend {
         Some(Self {
             bus: Arc::new(nats.clone()),
             nats: Some(nats),
+            amqp: None,
+        })
+    }
+
+    async fn amqp() -> Option<Self> {
+        let Ok(url) = std::env::var("FLOTILLA_TEST_AMQP_URL") else {
+            eprintln!("skipped: set FLOTILLA_TEST_AMQP_URL to run against RabbitMQ");
+            return None;
+        };
+        let amqp = Arc::new(
+            AmqpBus::connect(&url, &format!("test{}", tag()))
+                .await
+                .expect("RabbitMQ reachable"),
+        );
+        Some(Self {
+            bus: amqp.clone(),
+            nats: None,
+            amqp: Some(amqp),
         })
     }
 
     async fn finish(self) {
         if let Some(nats) = self.nats {
             let _ = nats.delete_stream().await;
+        }
+        if let Some(amqp) = self.amqp {
+            amqp.delete_declared().await.expect("test queues deleted");
         }
     }
 
@@ -237,13 +272,6 @@ macro_rules! suite {
             }
 
             #[tokio::test]
-            async fn ack_wait() {
-                if let Some(b) = Backend::$backend().await {
-                    an_unacknowledged_delivery_comes_back_after_the_ack_wait(b).await
-                }
-            }
-
-            #[tokio::test]
             async fn request_reply() {
                 if let Some(b) = Backend::$backend().await {
                     request_reply_no_responders_and_timeout(b).await
@@ -255,3 +283,24 @@ macro_rules! suite {
 
 suite!(memory);
 suite!(nats);
+suite!(amqp);
+
+// RabbitMQ has no per-message ack wait (an unacknowledged message comes back
+// when its channel closes), so this one is for the others.
+macro_rules! ack_wait {
+    ($($backend:ident),*) => {$(
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn ack_wait() {
+                if let Some(b) = Backend::$backend().await { an_unacknowledged_delivery_comes_back_after_the_ack_wait(b).await }
+            }
+        }
+    )*};
+}
+
+mod ack_wait_expiry {
+    use super::*;
+    ack_wait!(memory, nats);
+}

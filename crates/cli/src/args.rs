@@ -52,7 +52,8 @@ pub struct UpArgs {
     /// Prefix of the services' schema names on PostgreSQL.
     #[arg(long, default_value = "", env = "FLOTILLA_DB_SCHEMA_PREFIX")]
     pub db_schema_prefix: String,
-    /// NATS URL (`nats://…`) of the bus; the in-process bus by default.
+    /// The bus: `nats://…` (JetStream) or `amqp://…` (RabbitMQ); the
+    /// in-process bus by default.
     #[arg(long, value_name = "URL", env = "FLOTILLA_BUS")]
     pub bus: Option<String>,
     /// Name of the JetStream stream (upper-cased) and first token of every subject.
@@ -175,7 +176,8 @@ pub struct ServeArgs {
     /// Prefix of the services' schema names on PostgreSQL.
     #[arg(long, default_value = "", env = "FLOTILLA_DB_SCHEMA_PREFIX")]
     pub db_schema_prefix: String,
-    /// NATS URL (`nats://…`) of the bus; the in-process bus by default.
+    /// The bus: `nats://…` (JetStream) or `amqp://…` (RabbitMQ); the
+    /// in-process bus by default.
     #[arg(long, value_name = "URL", env = "FLOTILLA_BUS")]
     pub bus: Option<String>,
     /// Name of the JetStream stream (upper-cased) and first token of every subject.

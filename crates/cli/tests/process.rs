@@ -13,20 +13,19 @@ use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The PostgreSQL and NATS URLs when the suite runs on the scale-out
-/// engines (`FLOTILLA_TEST_BACKEND=scale-out`).
+/// The PostgreSQL and bus URLs when the suite runs on the scale-out engines:
+/// `FLOTILLA_TEST_BACKEND=scale-out` (NATS JetStream) or `scale-out-amqp`
+/// (RabbitMQ).
 fn scale_out() -> Option<(String, String)> {
-    if std::env::var("FLOTILLA_TEST_BACKEND").as_deref() != Ok("scale-out") {
-        return None;
-    }
-    let var = |name: &str| {
-        std::env::var(name)
-            .unwrap_or_else(|_| panic!("FLOTILLA_TEST_BACKEND=scale-out needs {name}"))
+    let bus = match std::env::var("FLOTILLA_TEST_BACKEND").as_deref() {
+        Ok("scale-out") => "FLOTILLA_TEST_NATS_URL",
+        Ok("scale-out-amqp") => "FLOTILLA_TEST_AMQP_URL",
+        _ => return None,
     };
-    Some((
-        var("FLOTILLA_TEST_POSTGRES_URL"),
-        var("FLOTILLA_TEST_NATS_URL"),
-    ))
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("this FLOTILLA_TEST_BACKEND needs {name}"))
+    };
+    Some((var("FLOTILLA_TEST_POSTGRES_URL"), var(bus)))
 }
 
 /// A `flotilla up` child process and its gateway URL.
