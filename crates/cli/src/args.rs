@@ -96,15 +96,23 @@ async fn bus(
     let Some(url) = url else {
         return Ok(std::sync::Arc::new(flotilla_bus::MemoryBus::new(ack_wait)));
     };
-    if !url.starts_with("nats://") {
-        anyhow::bail!("--bus {url}: expected a nats:// URL (the in-process bus is the default)");
-    }
     if namespace.is_empty()
         || !namespace
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
         anyhow::bail!("--bus-namespace {namespace}: letters, digits and _ only");
+    }
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        let bus = flotilla_bus::amqp::AmqpBus::connect(url, namespace)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot use the RabbitMQ bus: {e}"))?;
+        return Ok(std::sync::Arc::new(bus));
+    }
+    if !url.starts_with("nats://") {
+        anyhow::bail!(
+            "--bus: expected a nats:// or amqp:// URL (the in-process bus is the default)"
+        );
     }
     let config = NatsConfig {
         stream: namespace.to_uppercase(),
