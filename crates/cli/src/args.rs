@@ -66,6 +66,10 @@ pub struct UpArgs {
     /// Instances of each service.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), env = "FLOTILLA_REPLICAS")]
     pub replicas: u16,
+    /// Run every service instance as its own process (`flotilla serve`),
+    /// restarted when it dies; needs a shared bus (--bus).
+    #[arg(long, env = "FLOTILLA_PROCESSES")]
+    pub processes: bool,
     #[command(flatten)]
     pub notifications: flotilla_notifications::Config,
 }
@@ -148,6 +152,7 @@ impl UpArgs {
             bus_namespace: "flotilla".to_owned(),
             bus_ack_wait_ms: 30_000,
             replicas: 1,
+            processes: false,
             notifications: flotilla_notifications::Config::default(),
         }
     }

@@ -6,6 +6,7 @@ pub mod args;
 pub mod register;
 pub mod serve;
 pub mod stack;
+pub mod supervise;
 
 use std::sync::Arc;
 

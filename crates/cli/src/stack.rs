@@ -33,6 +33,9 @@ impl Stack {
     pub async fn start(args: &UpArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
         let gateway_listener = bind(SocketAddr::new(args.host, args.port)).await?;
+        if args.processes {
+            return Self::start_processes(args, gateway_listener, shutdown, started).await;
+        }
         let storage = args.storage()?;
 
         let bus = args.bus().await?;
@@ -73,13 +76,74 @@ impl Stack {
         })
     }
 
+    /// The gateway here, each service instance a supervised child process
+    /// that registers with it.
+    async fn start_processes(
+        args: &UpArgs,
+        gateway_listener: TcpListener,
+        shutdown: CancellationToken,
+        started: Instant,
+    ) -> anyhow::Result<Self> {
+        if args.bus.is_none() {
+            anyhow::bail!("--processes needs a shared bus: --bus nats://… or amqp://…");
+        }
+        args.storage()?;
+        let gateway = gateway_listener.local_addr()?;
+        let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
+        let gateway_app = Gateway::new(Config::default(), None).await?;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(
+            gateway_app
+                .clone()
+                .serve(gateway_listener, shutdown.clone()),
+        );
+        let names: Vec<&'static str> = crate::services(&args.notifications)?
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        for name in &names {
+            for _ in 0..args.replicas {
+                let supervised = crate::supervise::supervise(
+                    args.clone(),
+                    name,
+                    gateway_url.clone(),
+                    shutdown.clone(),
+                );
+                tasks.spawn(supervised);
+            }
+        }
+        // Ready once every instance has registered.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while names
+            .iter()
+            .any(|name| gateway_app.registered(name) < usize::from(args.replicas))
+        {
+            if Instant::now() > deadline {
+                shutdown.cancel();
+                anyhow::bail!("the service processes did not all register within a minute");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self {
+            gateway,
+            services: names.into_iter().map(|n| (n, Vec::new())).collect(),
+            started_in: started.elapsed(),
+            shutdown,
+            tasks,
+        })
+    }
+
     /// The table `flotilla up` prints.
     pub fn table(&self) -> String {
         let base = format!("http://{}", self.gateway);
         let mut out = format!("{:<15} {}\n", "SERVICE", "URL");
         out += &format!("{:<15} {base}   (health: {base}/health)\n", "gateway");
         for (name, addrs) in &self.services {
-            let instances: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+            let instances: Vec<String> = if addrs.is_empty() {
+                vec!["separate processes".to_owned()]
+            } else {
+                addrs.iter().map(|a| format!("http://{a}")).collect()
+            };
             out += &format!(
                 "{name:<15} {base}/{name}   (docs: {base}/{name}/docs/; instances: {})\n",
                 instances.join(", ")

@@ -35,10 +35,15 @@ struct Up {
 }
 
 async fn up(data: &std::path::Path, webhook: Option<&str>) -> Up {
+    up_with(data, webhook, &[]).await
+}
+
+async fn up_with(data: &std::path::Path, webhook: Option<&str>, extra: &[&str]) -> Up {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
     command
         .args(["up", "--port", "0", "--data"])
         .arg(data)
+        .args(extra)
         .env("FLOTILLA_SLACK_RETRY_BASE_MS", "50")
         .env("FLOTILLA_SLACK_TIMEOUT_MS", "1000")
         .env("FLOTILLA_BUS_ACK_WAIT_MS", "2000")
@@ -356,4 +361,87 @@ async fn a_service_run_alone_registers_with_the_gateway_and_leaves_on_stop() {
         .unwrap();
     assert_eq!(after.status(), 404, "a stopped instance deregisters");
     assert!(gateway.terminate().await.success());
+}
+
+#[tokio::test]
+async fn killing_a_service_process_under_load_fails_no_get_and_loses_no_post() {
+    if scale_out().is_none() {
+        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let stack = up_with(data.path(), None, &["--processes", "--replicas", "2"]).await;
+    let client = reqwest::Client::new();
+    let marker = data.path().to_str().unwrap().to_owned();
+    let users_pids = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("serve users .*{marker}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(users_pids().len(), 2);
+
+    let mut load = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let (client, url) = (client.clone(), stack.url.clone());
+        load.spawn(async move {
+            let (mut failed_gets, mut created) = (0, Vec::new());
+            for i in 0..150 {
+                match client.get(format!("{url}/users?limit=1")).send().await {
+                    Ok(r) if r.status() == 200 => {}
+                    _ => failed_gets += 1,
+                }
+                if i % 5 == 0 {
+                    let email = format!("w{worker}-{i}@example.com");
+                    if let Ok(r) = client
+                        .post(format!("{url}/users"))
+                        .json(&json!({"name": "w", "email": email}))
+                        .send()
+                        .await
+                        && r.status() == 201
+                    {
+                        created.push(
+                            r.json::<Value>().await.unwrap()["id"]
+                                .as_str()
+                                .unwrap()
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+            (failed_gets, created)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let victim = users_pids()[0].clone();
+    std::process::Command::new("kill")
+        .args(["-9", &victim])
+        .status()
+        .unwrap();
+    let results = load.join_all().await;
+    let failed: usize = results.iter().map(|(f, _)| f).sum();
+    assert_eq!(failed, 0, "GETs failed while an instance died");
+    for id in results.iter().flat_map(|(_, c)| c) {
+        let got = client
+            .get(format!("{}/users/{id}", stack.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "a created user is missing");
+    }
+    // The supervisor starts a new instance, which registers.
+    let deadline = Instant::now() + WAIT;
+    while users_pids().len() != 2 || users_pids().contains(&victim) {
+        assert!(
+            Instant::now() < deadline,
+            "the killed instance was not replaced"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stack.terminate().await.success());
+    assert!(users_pids().is_empty(), "instances outlived the stack");
 }

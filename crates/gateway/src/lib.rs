@@ -122,6 +122,16 @@ impl Gateway {
         new
     }
 
+    /// How many instances of `service` are registered.
+    pub fn registered(&self, service: &str) -> usize {
+        self.sources
+            .lock()
+            .unwrap()
+            .registered
+            .get(service)
+            .map_or(0, |urls| urls.len())
+    }
+
     /// Removes a registered instance; false if there was none.
     pub fn deregister(&self, service: &str, url: &str) -> bool {
         let removed = {
