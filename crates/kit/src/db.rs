@@ -67,10 +67,17 @@ impl Storage {
             Storage::Postgres { url, schema_prefix } => {
                 let schema = format!("{schema_prefix}{service}");
                 let mut conn = sqlx::AnyConnection::connect(url).await?;
-                conn.execute(sqlx::AssertSqlSafe(format!(
-                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-                )))
-                .await?;
+                let created = conn
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+                    )))
+                    .await;
+                match created {
+                    Ok(_) => {}
+                    // Another instance created it at the same moment.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                    Err(e) => return Err(e),
+                }
                 conn.close().await?;
                 pool(url, Some(schema)).await
             }

@@ -118,7 +118,7 @@ impl Sender {
                     Outcome::Retry(error)
                 }
             }
-            Err(error) => Outcome::Retry(format!("webhook unreachable: {error}")),
+            Err(error) => Outcome::Retry(format!("webhook unreachable: {}", chain(&error))),
         }
     }
 
@@ -138,4 +138,16 @@ impl Sender {
             }
         }
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
