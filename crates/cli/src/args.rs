@@ -63,6 +63,10 @@ pub struct UpArgs {
     /// it (to another instance if its consumer died), in milliseconds.
     #[arg(long, default_value_t = 30_000, env = "FLOTILLA_BUS_ACK_WAIT_MS")]
     pub bus_ack_wait_ms: u64,
+    /// Redis URL (`redis://…`): the gateway's rate-limit buckets, shared
+    /// with every other gateway using the same Redis.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_REDIS")]
+    pub redis: Option<String>,
     /// Instances of each service.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), env = "FLOTILLA_REPLICAS")]
     pub replicas: u16,
@@ -153,6 +157,7 @@ impl UpArgs {
             bus_ack_wait_ms: 30_000,
             replicas: 1,
             processes: false,
+            redis: None,
             notifications: flotilla_notifications::Config::default(),
         }
     }
@@ -210,6 +215,10 @@ pub struct ServeArgs {
     /// For a service: the URL the gateway reaches it at (default: http://HOST:PORT).
     #[arg(long, value_name = "URL", env = "FLOTILLA_ADVERTISE_URL")]
     pub advertise: Option<String>,
+    /// Redis URL (`redis://…`): the gateway's rate-limit buckets, shared
+    /// with every other gateway using the same Redis.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_REDIS")]
+    pub redis: Option<String>,
     /// For the gateway: a TOML file of routes, watched and reloaded.
     #[arg(long, value_name = "FILE", env = "FLOTILLA_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,

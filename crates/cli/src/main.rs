@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     flotilla_kit::telemetry::init(cli.log_format);
-    flotilla_kit::install_crypto_provider();
     let threads = match &cli.command {
         Command::Serve(args) => args.threads,
         Command::Up(_) => None,

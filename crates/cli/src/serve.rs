@@ -18,6 +18,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     if args.service == "gateway" {
         let mut config = Config::default();
+        config.gateway.redis_url = args.redis.clone();
         for (service, urls) in parse_upstreams(&args.upstreams)? {
             config.routes.extend(service_routes(&service, urls));
         }

@@ -61,6 +61,7 @@ impl Stack {
 
         let gateway = gateway_listener.local_addr()?;
         let mut config = Config::default();
+        config.gateway.redis_url = args.redis.clone();
         for (name, addrs) in &services {
             let urls = addrs.iter().map(|a| format!("http://{a}")).collect();
             config.routes.extend(service_routes(name, urls));
@@ -90,7 +91,9 @@ impl Stack {
         args.storage()?;
         let gateway = gateway_listener.local_addr()?;
         let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-        let gateway_app = Gateway::new(Config::default(), None).await?;
+        let mut config = Config::default();
+        config.gateway.redis_url = args.redis.clone();
+        let gateway_app = Gateway::new(config, None).await?;
         let mut tasks = JoinSet::new();
         tasks.spawn(
             gateway_app

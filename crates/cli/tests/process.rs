@@ -445,3 +445,70 @@ async fn killing_a_service_process_under_load_fails_no_get_and_loses_no_post() {
     assert!(stack.terminate().await.success());
     assert!(users_pids().is_empty(), "instances outlived the stack");
 }
+
+#[tokio::test]
+async fn notifications_reach_an_https_webhook_that_verifies() {
+    // The webhook is HTTPS: a TLS gateway (a certificate signed by a test CA)
+    // in front of a plain receiver; the stack trusts that CA only.
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../gateway/tests/fixtures");
+    let slack = Arc::new(Slack::default());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(slack_webhook))
+        .with_state(slack.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ntls_cert = \"{fixtures}/leaf.crt\"\ntls_key = \"{fixtures}/leaf.key\"\n\
+             [[route]]\nprefix = \"/\"\nupstreams = [\"{receiver}\"]\nhealth = {{ path = \"\" }}\n"
+        ),
+    )
+    .unwrap();
+    let tls = serve(&[
+        "gateway",
+        "--port",
+        "0",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    let port = tls.url.rsplit(':').next().unwrap().to_owned();
+    let webhook = format!("https://localhost:{port}/hook");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    command
+        .args(["up", "--port", "0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("FLOTILLA_SLACK_WEBHOOK_URL", &webhook)
+        .env("SSL_CERT_FILE", format!("{fixtures}/ca.crt"))
+        .env_remove("FLOTILLA_DB")
+        .env_remove("FLOTILLA_BUS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("the table");
+        if let Some(rest) = line.strip_prefix("gateway") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let stack = Up { child, url };
+    let user = create_user(&reqwest::Client::new(), &stack.url, "tls@example.com").await;
+    let expected = format!("User {} created", user["id"].as_str().unwrap());
+    let deadline = Instant::now() + WAIT;
+    while !slack.accepted.lock().unwrap().contains(&expected) {
+        assert!(
+            Instant::now() < deadline,
+            "the message never arrived over HTTPS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stack.terminate().await.success());
+    assert!(tls.terminate().await.success());
+}

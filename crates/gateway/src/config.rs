@@ -102,6 +102,8 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// `redis://…`: rate-limit buckets shared by every gateway using it.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -114,6 +116,7 @@ impl Default for Settings {
             dns_refresh_ms: 5_000,
             tls_cert: None,
             tls_key: None,
+            redis_url: None,
         }
     }
 }

@@ -14,8 +14,9 @@ use crate::Gateway;
 use crate::config::{Config, RateLimit, RouteConfig};
 use crate::health;
 use crate::pool::{Pool, PoolConfig, now_ms};
+use crate::ratelimit::Limiter;
 use crate::stats::RouteStats;
-use crate::table::{Limiter, Route, RouteTable, limiter};
+use crate::table::{Route, RouteTable};
 
 /// The sources, and the state that must outlive a table swap.
 #[derive(Default)]
@@ -29,6 +30,8 @@ pub(crate) struct Sources {
     pools: HashMap<String, Arc<Pool>>,
     stats: HashMap<String, Arc<RouteStats>>,
     limiters: HashMap<String, (RateLimit, Arc<Limiter>)>,
+    /// Where rate-limit buckets are shared between gateways, if anywhere.
+    pub redis: Option<redis::aio::ConnectionManager>,
 }
 
 pub(crate) struct WatchedFile {
@@ -63,10 +66,15 @@ pub fn service_routes(service: &str, upstreams: Vec<String>) -> [RouteConfig; 2]
 }
 
 impl Sources {
-    pub fn new(base: Config, file: Option<WatchedFile>) -> Self {
+    pub fn new(
+        base: Config,
+        file: Option<WatchedFile>,
+        redis: Option<redis::aio::ConnectionManager>,
+    ) -> Self {
         Self {
             base,
             file,
+            redis,
             ..Self::default()
         }
     }
@@ -179,12 +187,17 @@ impl Sources {
                 let key = format!("{}|{}", config.host.as_deref().unwrap_or(""), config.prefix);
                 keys.push(key.clone());
                 let rate_limit = config.rate_limit.map(|limit| {
-                    let entry = self
-                        .limiters
-                        .entry(key.clone())
-                        .or_insert_with(|| (limit, Arc::new(limiter(limit))));
+                    let entry = self.limiters.entry(key.clone()).or_insert_with(|| {
+                        (
+                            limit,
+                            Arc::new(Limiter::new(limit, self.redis.as_ref(), &key)),
+                        )
+                    });
                     if entry.0 != limit {
-                        *entry = (limit, Arc::new(limiter(limit)));
+                        *entry = (
+                            limit,
+                            Arc::new(Limiter::new(limit, self.redis.as_ref(), &key)),
+                        );
                     }
                     entry.1.clone()
                 });

@@ -19,6 +19,7 @@ mod edge;
 mod health;
 mod pool;
 mod proxy;
+mod ratelimit;
 mod reply;
 mod stats;
 mod table;
@@ -87,9 +88,24 @@ impl Gateway {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
             _ => None,
         };
+        let redis_url = settings
+            .redis_url
+            .as_ref()
+            .or(config.gateway.redis_url.as_ref());
+        let redis = match redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| ConfigError(format!("redis_url: {e}")))?;
+                let manager = client.get_connection_manager().await.map_err(|e| {
+                    ConfigError(format!("cannot reach Redis for shared rate limits: {e}"))
+                })?;
+                Some(manager)
+            }
+            None => None,
+        };
         let gateway = Arc::new_cyclic(|this| Gateway {
             table: ArcSwap::from_pointee(RouteTable::new(Vec::new(), config.gateway.clone())),
-            sources: Mutex::new(Sources::new(config, watched)),
+            sources: Mutex::new(Sources::new(config, watched, redis)),
             open_connections: AtomicI64::new(0),
             resolver: Box::new(resolver),
             tls,
@@ -275,11 +291,8 @@ impl Gateway {
             return edge::preflight(origin, req.headers());
         }
         if let Some(limiter) = &route.rate_limit
-            && let Err(not_until) = limiter.check_key(&peer.ip())
+            && let Err(wait) = limiter.check(peer.ip()).await
         {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
             let mut response = reply::problem(
                 StatusCode::TOO_MANY_REQUESTS,
                 flotilla_contracts::problem::RATE_LIMITED,

@@ -1,24 +1,12 @@
 //! The route table: an immutable list of routes, longest prefix first,
 //! swapped whole when anything changes.
 
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use governor::{DefaultKeyedRateLimiter, Quota};
-
-use crate::config::{RateLimit, Settings};
+use crate::config::Settings;
 use crate::pool::Pool;
+use crate::ratelimit::Limiter;
 use crate::stats::RouteStats;
-
-/// Token buckets per client address.
-pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
-
-pub fn limiter(limit: RateLimit) -> Limiter {
-    let per_second = NonZeroU32::new(limit.per_second).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
-    Limiter::keyed(Quota::per_second(per_second).allow_burst(burst))
-}
 
 pub struct Route {
     pub prefix: String,

@@ -60,13 +60,6 @@ pub struct Context {
     pub shutdown: CancellationToken,
 }
 
-/// Installs ring as the process's TLS crypto provider (for outgoing HTTPS,
-/// such as the Slack webhook). Idempotent; call it before building an HTTPS
-/// client.
-pub fn install_crypto_provider() {
-    let _already_installed = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The current time as RFC 3339 UTC with milliseconds, the format of every
 /// timestamp flotilla stores and returns.
 pub fn timestamp() -> String {

@@ -27,7 +27,6 @@ pub async fn prepare(
     bus: Arc<dyn Bus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Prepared> {
-    crate::install_crypto_provider();
     let name = service.name();
     let pool = storage.open(name).await.with_context(|| {
         format!(

@@ -39,7 +39,7 @@ struct ApiDoc;
 #[derive(Debug)]
 pub struct Notifications {
     config: Config,
-    webhook: Option<reqwest::Url>,
+    webhook: Option<::http::Uri>,
     /// Shared by the API, the consumer and the sender of every instance.
     sender: Arc<Notify>,
 }
@@ -52,9 +52,18 @@ impl Notifications {
             .webhook_url
             .as_deref()
             .filter(|url| !url.is_empty())
-            .map(reqwest::Url::parse)
-            .transpose()
-            .context("FLOTILLA_SLACK_WEBHOOK_URL is not a valid URL")?;
+            .map(|url| {
+                let uri: ::http::Uri = url
+                    .parse()
+                    .context("FLOTILLA_SLACK_WEBHOOK_URL is not a valid URL")?;
+                match (uri.scheme_str(), uri.authority()) {
+                    (Some("http" | "https"), Some(_)) => Ok(uri),
+                    _ => anyhow::bail!(
+                        "FLOTILLA_SLACK_WEBHOOK_URL must be an http:// or https:// URL"
+                    ),
+                }
+            })
+            .transpose()?;
         Ok(Self {
             config,
             webhook,

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use sqlx::AnyPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -20,11 +22,17 @@ const IDLE: Duration = Duration::from_secs(5);
 
 pub struct Sender {
     pool: AnyPool,
-    http: reqwest::Client,
-    webhook: reqwest::Url,
+    http: Client,
+    webhook: ::http::Uri,
     config: Config,
     wake: Arc<Notify>,
 }
+
+/// The webhook client: HTTP/1.1 over TLS or plain TCP, pooled.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
 /// The outcome of one attempt.
 enum Outcome {
@@ -34,11 +42,34 @@ enum Outcome {
 }
 
 impl Sender {
-    pub fn new(pool: AnyPool, webhook: reqwest::Url, config: Config, wake: Arc<Notify>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .build()
-            .expect("HTTP client builds");
+    pub fn new(pool: AnyPool, webhook: ::http::Uri, config: Config, wake: Arc<Notify>) -> Self {
+        // HTTPS (Slack's webhooks) with the system's trusted roots, or plain HTTP.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider)
+            .map(|builder| builder.https_or_http().enable_http1().build());
+        let https = match https {
+            Ok(connector) => connector,
+            Err(error) => {
+                tracing::warn!(%error, "no trusted TLS roots found; only http:// webhooks will work");
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(
+                        rustls::ClientConfig::builder_with_provider(Arc::new(
+                            rustls::crypto::ring::default_provider(),
+                        ))
+                        .with_safe_default_protocol_versions()
+                        .expect("ring supports the default versions")
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                    )
+                    .https_or_http()
+                    .enable_http1()
+                    .build()
+            }
+        };
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
         Self {
             pool,
             http,
@@ -99,17 +130,29 @@ impl Sender {
 
     async fn send(&self, message: &Claimed) -> Outcome {
         let body = serde_json::json!({ "channel": message.channel, "text": message.text });
-        let sent = self
-            .http
-            .post(self.webhook.clone())
+        let request = ::http::Request::post(self.webhook.clone())
+            .header(::http::header::CONTENT_TYPE, "application/json")
             .header("x-flotilla-message-id", &message.id)
-            .json(&body)
-            .send()
-            .await;
+            .body(Full::new(Bytes::from(body.to_string())));
+        let Ok(request) = request else {
+            return Outcome::Fatal("the message id cannot be sent as a header".to_owned());
+        };
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let sent = tokio::time::timeout(timeout, async {
+            let response = self.http.request(request).await?;
+            let status = response.status();
+            // Read the answer to the end, so the connection can be reused.
+            let _ = response.into_body().collect().await;
+            Ok::<_, hyper_util::client::legacy::Error>(status)
+        })
+        .await;
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(_) => return Outcome::Retry(format!("webhook did not answer within {timeout:?}")),
+        };
         match sent {
-            Ok(response) if response.status().is_success() => Outcome::Sent,
-            Ok(response) => {
-                let status = response.status();
+            Ok(status) if status.is_success() => Outcome::Sent,
+            Ok(status) => {
                 let error = format!("webhook answered {status}");
                 // Slack answers 4xx for a payload or URL it will never accept.
                 if status.is_client_error() && status != 408 && status != 429 {

@@ -324,3 +324,40 @@ async fn a_certificate_without_its_key_is_refused() {
     let config = flotilla_gateway::Config::parse(both).unwrap();
     assert!(flotilla_gateway::Gateway::new(config, None).await.is_err());
 }
+
+#[tokio::test]
+async fn gateways_sharing_redis_share_the_rate_limit() {
+    let Ok(redis) = std::env::var("FLOTILLA_TEST_REDIS_URL") else {
+        eprintln!("skipped: set FLOTILLA_TEST_REDIS_URL to share rate limits through Redis");
+        return;
+    };
+    let a = Upstream::start("a").await;
+    // A prefix of its own, so the buckets are this test's alone.
+    let prefix = format!("/shared{}", std::process::id());
+    let toml = format!(
+        "[gateway]\naccess_log = false\nredis_url = \"{redis}\"\n[[route]]\nprefix = \"{prefix}\"\nupstreams = [\"{}\"]\n\
+         health = {{ path = \"\" }}\nrate_limit = {{ per_second = 1, burst = 4 }}\n",
+        a.url
+    );
+    let (one, two) = (gateway(&toml).await, gateway(&toml).await);
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let gw = if i % 2 == 0 { &one } else { &two };
+        statuses.push(
+            client
+                .get(format!("{}{prefix}", gw.url))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 429, 429],
+        "the two gateways drew from one bucket"
+    );
+    assert_eq!(a.hits(), 4);
+}
