@@ -512,3 +512,115 @@ async fn notifications_reach_an_https_webhook_that_verifies() {
     assert!(stack.terminate().await.success());
     assert!(tls.terminate().await.success());
 }
+
+#[tokio::test]
+async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_effect_once() {
+    if scale_out().is_none() {
+        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
+        return;
+    }
+    const USERS: usize = 10_000;
+    let data = tempfile::tempdir().unwrap();
+    let stack = up_with(data.path(), None, &["--processes"]).await;
+    let client = reqwest::Client::new();
+    let marker = data.path().to_str().unwrap().to_owned();
+    let consumer_pid = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("serve notifications .*{marker}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+    };
+    let count = |client: reqwest::Client, url: String| async move {
+        let mut total = 0;
+        let mut after = String::new();
+        loop {
+            let page: Value = get_json(
+                &client,
+                &format!("{url}/notifications/messages?limit=1000&after={after}"),
+            )
+            .await;
+            total += page["items"].as_array().unwrap().len();
+            match page["next"].as_str() {
+                Some(next) => after = next.to_owned(),
+                None => return total,
+            }
+        }
+    };
+
+    let mut creating = tokio::task::JoinSet::new();
+    for worker in 0..32 {
+        let (client, url) = (client.clone(), stack.url.clone());
+        creating.spawn(async move {
+            for i in (worker..USERS).step_by(32) {
+                let body = json!({"name": "n", "email": format!("u{i}@example.com")});
+                let created = client
+                    .post(format!("{url}/users"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(created.status(), 201);
+            }
+        });
+    }
+    // Kill the consumer once it is part-way through.
+    let first = consumer_pid().expect("a notifications process");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(client.clone(), stack.url.clone()).await < 2_000 {
+        assert!(Instant::now() < deadline, "notifications never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-9", &first])
+        .status()
+        .unwrap();
+    creating.join_all().await;
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let total = count(client.clone(), stack.url.clone()).await;
+        if total >= USERS {
+            assert_eq!(total, USERS, "an event had a second effect");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{total} of {USERS} notifications"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_ne!(
+        consumer_pid(),
+        Some(first),
+        "the consumer was not restarted"
+    );
+    // Every notification names a different user.
+    let mut texts = std::collections::HashSet::new();
+    let mut after = String::new();
+    loop {
+        let page = get_json(
+            &client,
+            &format!(
+                "{}/notifications/messages?limit=1000&after={after}",
+                stack.url
+            ),
+        )
+        .await;
+        for m in page["items"].as_array().unwrap() {
+            assert!(
+                texts.insert(m["message"].as_str().unwrap().to_owned()),
+                "duplicate notification"
+            );
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(texts.len(), USERS);
+    assert!(stack.terminate().await.success());
+}
