@@ -185,13 +185,17 @@ impl Consumer {
         Ok(())
     }
 
+    /// Records the message in the dead-letter table and, in the same
+    /// transaction, stages a copy on `dead.<subject>` in the outbox, so that
+    /// whoever watches `dead.>` hears of it.
     async fn dead_letter(
         &self,
         message: &Message,
         attempts: u32,
         error: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let recorded = sqlx::query(
             "INSERT INTO dead_letters \
              (consumer, message_id, subject, headers, payload, attempts, error, failed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
@@ -204,9 +208,20 @@ impl Consumer {
         .bind(i64::from(attempts))
         .bind(error)
         .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if recorded == 1 {
+            let mut dead =
+                Message::new(format!("dead.{}", message.subject), message.payload.clone())
+                    .with_header("dead-consumer", self.name.clone())
+                    .with_header("dead-message-id", message.id.clone())
+                    .with_header("dead-attempts", attempts.to_string())
+                    .with_header("dead-error", error);
+            dead.headers.extend(message.headers.clone());
+            crate::outbox::stage(&mut tx, &dead).await?;
+        }
+        tx.commit().await
     }
 }
 

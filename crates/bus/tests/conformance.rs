@@ -245,6 +245,30 @@ async fn request_reply_no_responders_and_timeout(b: Backend) {
     b.finish().await;
 }
 
+/// One member alone in its group gets the messages in the order they were
+/// published (each publish confirmed before the next), on every backend.
+async fn a_single_member_receives_in_publish_order(b: Backend) {
+    let mut subscription = b.bus.subscribe("ledger.entry", "books").await.unwrap();
+    let bus = b.bus.clone();
+    let sent: Vec<Message> = (0..50)
+        .map(|i| Message::new("ledger.entry", format!("{i}")))
+        .collect();
+    let ids: Vec<String> = sent.iter().map(|m| m.id.clone()).collect();
+    tokio::spawn(async move {
+        for message in sent {
+            bus.publish(message).await.unwrap();
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let delivery = next(&mut subscription).await;
+        got.push(delivery.message.id.clone());
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(got, ids);
+    b.finish().await;
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -268,6 +292,13 @@ macro_rules! suite {
             async fn nack() {
                 if let Some(b) = Backend::$backend().await {
                     a_nack_redelivers_after_its_delay(b).await
+                }
+            }
+
+            #[tokio::test]
+            async fn ordering() {
+                if let Some(b) = Backend::$backend().await {
+                    a_single_member_receives_in_publish_order(b).await
                 }
             }
 

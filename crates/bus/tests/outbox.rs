@@ -201,6 +201,18 @@ async fn failing_messages_are_dead_lettered_after_bounded_retries() {
     assert_eq!(dead[0].attempts, 3);
     assert_eq!(dead[0].error, "busy");
     assert_eq!(dead[0].payload, "{\"n\":1}");
+    // The same transaction staged it on dead.<subject>, for whoever watches.
+    let staged = sqlx::query("SELECT subject, headers FROM outbox")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(staged.len(), 1);
+    assert_eq!(staged[0].get::<String, _>("subject"), "dead.thing.made");
+    let headers: String = staged[0].get("headers");
+    assert!(
+        headers.contains(&message.id) && headers.contains("\"dead-attempts\":\"3\""),
+        "{headers}"
+    );
     shutdown.cancel();
 }
 
