@@ -36,10 +36,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
     if let Some((db, bus)) = scale_out() {
         // Each stack in schemas and a stream of its own: tests run in parallel.
         let tag = format!("t{}", &uuid_like()[..12]);
-        args.db = Some(db);
-        args.db_schema_prefix = format!("{tag}_");
-        args.bus = Some(bus);
-        args.bus_namespace = tag;
+        args.backends.db = Some(db);
+        args.backends.db_schema_prefix = format!("{tag}_");
+        args.backends.bus = Some(bus);
+        args.backends.bus_namespace = tag;
     }
     args.notifications.webhook_url = Some(slack.url.clone());
     args.notifications.retry_base_ms = 20;

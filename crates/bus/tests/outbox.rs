@@ -1,6 +1,10 @@
 //! The outbox relay and the consumer over a real SQLite database and the
 //! in-process bus: delivery, de-duplication, retries and dead letters.
 
+mod common;
+
+use common::{database, effects};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -11,22 +15,6 @@ use flotilla_bus::outbox::{self, Relay, Waker};
 use flotilla_bus::{Bus, MemoryBus, Message};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio_util::sync::CancellationToken;
-
-async fn database(dir: &tempfile::TempDir, name: &str) -> AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    outbox::MIGRATOR.run(&pool).await.unwrap();
-    sqlx::query("CREATE TABLE effects (message_id TEXT NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool
-}
 
 /// Records each message as a row of `effects`; fails the first `failures` times.
 struct Record {
@@ -64,16 +52,6 @@ impl Handler for Record {
         }
         Ok(())
     }
-}
-
-async fn effects(pool: &AnyPool) -> Vec<String> {
-    sqlx::query("SELECT message_id FROM effects ORDER BY message_id")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get("message_id"))
-        .collect()
 }
 
 async fn stage(pool: &AnyPool, message: &Message) {

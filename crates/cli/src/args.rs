@@ -2,8 +2,13 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use flotilla_bus::Bus;
+use flotilla_bus::nats::{NatsBus, NatsConfig};
+use flotilla_kit::db::Storage;
 use flotilla_kit::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -34,14 +39,9 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
+/// Where the services keep their data and exchange their events.
 #[derive(Debug, Clone, Args)]
-pub struct UpArgs {
-    /// Port of the gateway; 0 picks a free one.
-    #[arg(long, default_value_t = 8080, env = "FLOTILLA_PORT")]
-    pub port: u16,
-    /// Address the gateway listens on. Services always listen on loopback.
-    #[arg(long, default_value = "127.0.0.1", env = "FLOTILLA_HOST")]
-    pub host: IpAddr,
+pub struct Backends {
     /// Directory of the services' SQLite databases.
     #[arg(long, default_value = "./data", env = "FLOTILLA_DATA")]
     pub data: PathBuf,
@@ -56,7 +56,8 @@ pub struct UpArgs {
     /// in-process bus by default.
     #[arg(long, value_name = "URL", env = "FLOTILLA_BUS")]
     pub bus: Option<String>,
-    /// Name of the JetStream stream (upper-cased) and first token of every subject.
+    /// NATS stream name (upper-cased) and subject prefix; RabbitMQ exchange
+    /// and queue prefix.
     #[arg(long, default_value = "flotilla", env = "FLOTILLA_BUS_NAMESPACE")]
     pub bus_namespace: String,
     /// How long a delivery may go unacknowledged before the bus redelivers
@@ -67,6 +68,86 @@ pub struct UpArgs {
     /// with every other gateway using the same Redis.
     #[arg(long, value_name = "URL", env = "FLOTILLA_REDIS")]
     pub redis: Option<String>,
+}
+
+impl Backends {
+    /// SQLite files under `data` and the in-process bus.
+    pub fn local(data: PathBuf) -> Self {
+        Self {
+            data,
+            db: None,
+            db_schema_prefix: String::new(),
+            bus: None,
+            bus_namespace: "flotilla".to_owned(),
+            bus_ack_wait_ms: 30_000,
+            redis: None,
+        }
+    }
+
+    /// The storage that `--db`, `--data` and `--db-schema-prefix` describe.
+    pub fn storage(&self) -> anyhow::Result<Storage> {
+        let storage = Storage::new(
+            self.db.as_deref(),
+            self.data.clone(),
+            &self.db_schema_prefix,
+        )
+        .map_err(anyhow::Error::msg)?;
+        if let Storage::Sqlite(dir) = &storage {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+            })?;
+        }
+        Ok(storage)
+    }
+
+    /// The bus that `--bus` names: NATS JetStream, RabbitMQ, or in-process.
+    pub async fn bus(&self) -> anyhow::Result<Arc<dyn Bus>> {
+        let ack_wait = Duration::from_millis(self.bus_ack_wait_ms);
+        let Some(url) = self.bus.as_deref() else {
+            return Ok(Arc::new(flotilla_bus::MemoryBus::new(ack_wait)));
+        };
+        let namespace = &self.bus_namespace;
+        if namespace.is_empty()
+            || !namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            anyhow::bail!("--bus-namespace {namespace}: letters, digits and _ only");
+        }
+        if url.starts_with("amqp://") || url.starts_with("amqps://") {
+            let bus = flotilla_bus::amqp::AmqpBus::connect(url, namespace)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot use the RabbitMQ bus: {e}"))?;
+            return Ok(Arc::new(bus));
+        }
+        if !url.starts_with("nats://") {
+            anyhow::bail!(
+                "--bus: expected a nats:// or amqp:// URL (the in-process bus is the default)"
+            );
+        }
+        let config = NatsConfig {
+            stream: namespace.to_uppercase(),
+            prefix: namespace.to_owned(),
+            ack_wait,
+            ..NatsConfig::default()
+        };
+        let bus = NatsBus::connect(url, config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot use the NATS bus: {e}"))?;
+        Ok(Arc::new(bus))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Port of the gateway; 0 picks a free one.
+    #[arg(long, default_value_t = 8080, env = "FLOTILLA_PORT")]
+    pub port: u16,
+    /// Address the gateway listens on. Services always listen on loopback.
+    #[arg(long, default_value = "127.0.0.1", env = "FLOTILLA_HOST")]
+    pub host: IpAddr,
+    #[command(flatten)]
+    pub backends: Backends,
     /// Instances of each service.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), env = "FLOTILLA_REPLICAS")]
     pub replicas: u16,
@@ -78,99 +159,17 @@ pub struct UpArgs {
     pub notifications: flotilla_notifications::Config,
 }
 
-/// The storage that `--db`, `--data` and `--db-schema-prefix` describe.
-fn storage(
-    db: Option<&str>,
-    data: &std::path::Path,
-    prefix: &str,
-) -> anyhow::Result<flotilla_kit::db::Storage> {
-    let storage =
-        flotilla_kit::db::Storage::new(db, data.to_owned(), prefix).map_err(anyhow::Error::msg)?;
-    if let flotilla_kit::db::Storage::Sqlite(dir) = &storage {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
-        })?;
-    }
-    Ok(storage)
-}
-
-/// The bus that `--bus` names: NATS JetStream, or the in-process bus.
-async fn bus(
-    url: Option<&str>,
-    namespace: &str,
-    ack_wait: std::time::Duration,
-) -> anyhow::Result<std::sync::Arc<dyn flotilla_bus::Bus>> {
-    use flotilla_bus::nats::{NatsBus, NatsConfig};
-    let Some(url) = url else {
-        return Ok(std::sync::Arc::new(flotilla_bus::MemoryBus::new(ack_wait)));
-    };
-    if namespace.is_empty()
-        || !namespace
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        anyhow::bail!("--bus-namespace {namespace}: letters, digits and _ only");
-    }
-    if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        let bus = flotilla_bus::amqp::AmqpBus::connect(url, namespace)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot use the RabbitMQ bus: {e}"))?;
-        return Ok(std::sync::Arc::new(bus));
-    }
-    if !url.starts_with("nats://") {
-        anyhow::bail!(
-            "--bus: expected a nats:// or amqp:// URL (the in-process bus is the default)"
-        );
-    }
-    let config = NatsConfig {
-        stream: namespace.to_uppercase(),
-        prefix: namespace.to_owned(),
-        ack_wait,
-        ..NatsConfig::default()
-    };
-    let bus = NatsBus::connect(url, config)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot use the NATS bus: {e}"))?;
-    Ok(std::sync::Arc::new(bus))
-}
-
 impl UpArgs {
-    pub async fn bus(&self) -> anyhow::Result<std::sync::Arc<dyn flotilla_bus::Bus>> {
-        let ack_wait = std::time::Duration::from_millis(self.bus_ack_wait_ms);
-        bus(self.bus.as_deref(), &self.bus_namespace, ack_wait).await
-    }
-
-    pub fn storage(&self) -> anyhow::Result<flotilla_kit::db::Storage> {
-        storage(self.db.as_deref(), &self.data, &self.db_schema_prefix)
-    }
-
     /// Defaults for a stack on a free port over `data`, as tests start it.
     pub fn ephemeral(data: PathBuf) -> Self {
         Self {
             port: 0,
             host: [127, 0, 0, 1].into(),
-            data,
-            db: None,
-            db_schema_prefix: String::new(),
-            bus: None,
-            bus_namespace: "flotilla".to_owned(),
-            bus_ack_wait_ms: 30_000,
+            backends: Backends::local(data),
             replicas: 1,
             processes: false,
-            redis: None,
             notifications: flotilla_notifications::Config::default(),
         }
-    }
-}
-
-impl ServeArgs {
-    pub async fn bus(&self) -> anyhow::Result<std::sync::Arc<dyn flotilla_bus::Bus>> {
-        let ack_wait = std::time::Duration::from_millis(self.bus_ack_wait_ms);
-        bus(self.bus.as_deref(), &self.bus_namespace, ack_wait).await
-    }
-
-    pub fn storage(&self) -> anyhow::Result<flotilla_kit::db::Storage> {
-        storage(self.db.as_deref(), &self.data, &self.db_schema_prefix)
     }
 }
 
@@ -184,27 +183,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1", env = "FLOTILLA_HOST")]
     pub host: IpAddr,
-    /// Directory of the service's SQLite database.
-    #[arg(long, default_value = "./data", env = "FLOTILLA_DATA")]
-    pub data: PathBuf,
-    /// PostgreSQL URL (`postgres://…`): each service gets its own schema
-    /// there instead of a SQLite file under --data.
-    #[arg(long, value_name = "URL", env = "FLOTILLA_DB")]
-    pub db: Option<String>,
-    /// Prefix of the services' schema names on PostgreSQL.
-    #[arg(long, default_value = "", env = "FLOTILLA_DB_SCHEMA_PREFIX")]
-    pub db_schema_prefix: String,
-    /// The bus: `nats://…` (JetStream) or `amqp://…` (RabbitMQ); the
-    /// in-process bus by default.
-    #[arg(long, value_name = "URL", env = "FLOTILLA_BUS")]
-    pub bus: Option<String>,
-    /// Name of the JetStream stream (upper-cased) and first token of every subject.
-    #[arg(long, default_value = "flotilla", env = "FLOTILLA_BUS_NAMESPACE")]
-    pub bus_namespace: String,
-    /// How long a delivery may go unacknowledged before the bus redelivers
-    /// it (to another instance if its consumer died), in milliseconds.
-    #[arg(long, default_value_t = 30_000, env = "FLOTILLA_BUS_ACK_WAIT_MS")]
-    pub bus_ack_wait_ms: u64,
+    #[command(flatten)]
+    pub backends: Backends,
     /// For the gateway: a service and one of its instances, as
     /// `users=http://127.0.0.1:9001`; repeat for more.
     #[arg(long = "upstream", value_name = "SERVICE=URL")]
@@ -215,10 +195,6 @@ pub struct ServeArgs {
     /// For a service: the URL the gateway reaches it at (default: http://HOST:PORT).
     #[arg(long, value_name = "URL", env = "FLOTILLA_ADVERTISE_URL")]
     pub advertise: Option<String>,
-    /// Redis URL (`redis://…`): the gateway's rate-limit buckets, shared
-    /// with every other gateway using the same Redis.
-    #[arg(long, value_name = "URL", env = "FLOTILLA_REDIS")]
-    pub redis: Option<String>,
     /// For the gateway: a TOML file of routes, watched and reloaded.
     #[arg(long, value_name = "FILE", env = "FLOTILLA_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,

@@ -50,9 +50,12 @@ fn main() -> ExitCode {
 async fn up(args: &flotilla_cli::UpArgs) -> anyhow::Result<()> {
     let stack = Stack::start(args, CancellationToken::new()).await?;
     // The database URL may hold a password: it is not printed.
-    let data = match &args.db {
-        Some(_) => format!("PostgreSQL, schemas {}<service>", args.db_schema_prefix),
-        None => args.data.display().to_string(),
+    let data = match &args.backends.db {
+        Some(_) => format!(
+            "PostgreSQL, schemas {}<service>",
+            args.backends.db_schema_prefix
+        ),
+        None => args.backends.data.display().to_string(),
     };
     println!(
         "flotilla {} ready in {} ms (data: {data})\n\n{}",

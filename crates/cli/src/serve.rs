@@ -18,7 +18,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     if args.service == "gateway" {
         let mut config = Config::default();
-        config.gateway.redis_url = args.redis.clone();
+        config.gateway.redis_url = args.backends.redis.clone();
         for (service, urls) in parse_upstreams(&args.upstreams)? {
             config.routes.extend(service_routes(&service, urls));
         }
@@ -34,9 +34,9 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 args.service
             );
         };
-        let storage = args.storage()?;
-        let bus = args.bus().await?;
-        let shared_bus = args.bus.is_some();
+        let storage = args.backends.storage()?;
+        let bus = args.backends.bus().await?;
+        let shared_bus = args.backends.bus.is_some();
         let prepared = runtime::prepare(service, &storage, bus, shutdown.clone()).await?;
         prepared.start_instance(listener, &mut tasks).await?;
         if let Some(gateway) = &args.gateway {

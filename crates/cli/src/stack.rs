@@ -36,9 +36,9 @@ impl Stack {
         if args.processes {
             return Self::start_processes(args, gateway_listener, shutdown, started).await;
         }
-        let storage = args.storage()?;
+        let storage = args.backends.storage()?;
 
-        let bus = args.bus().await?;
+        let bus = args.backends.bus().await?;
         let mut tasks = JoinSet::new();
         let mut prepared = Vec::new();
         for service in crate::services(&args.notifications)? {
@@ -61,7 +61,7 @@ impl Stack {
 
         let gateway = gateway_listener.local_addr()?;
         let mut config = Config::default();
-        config.gateway.redis_url = args.redis.clone();
+        config.gateway.redis_url = args.backends.redis.clone();
         for (name, addrs) in &services {
             let urls = addrs.iter().map(|a| format!("http://{a}")).collect();
             config.routes.extend(service_routes(name, urls));
@@ -85,14 +85,14 @@ impl Stack {
         shutdown: CancellationToken,
         started: Instant,
     ) -> anyhow::Result<Self> {
-        if args.bus.is_none() {
+        if args.backends.bus.is_none() {
             anyhow::bail!("--processes needs a shared bus: --bus nats://… or amqp://…");
         }
-        args.storage()?;
+        args.backends.storage()?;
         let gateway = gateway_listener.local_addr()?;
         let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
         let mut config = Config::default();
-        config.gateway.redis_url = args.redis.clone();
+        config.gateway.redis_url = args.backends.redis.clone();
         let gateway_app = Gateway::new(config, None).await?;
         let mut tasks = JoinSet::new();
         tasks.spawn(

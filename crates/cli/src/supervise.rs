@@ -30,10 +30,13 @@ fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Comman
             gateway,
         ])
         .arg("--data")
-        .arg(&args.data)
-        .args(["--db-schema-prefix", &args.db_schema_prefix])
-        .args(["--bus-namespace", &args.bus_namespace])
-        .args(["--bus-ack-wait-ms", &args.bus_ack_wait_ms.to_string()])
+        .arg(&args.backends.data)
+        .args(["--db-schema-prefix", &args.backends.db_schema_prefix])
+        .args(["--bus-namespace", &args.backends.bus_namespace])
+        .args([
+            "--bus-ack-wait-ms",
+            &args.backends.bus_ack_wait_ms.to_string(),
+        ])
         .args([
             "--slack-max-attempts",
             &args.notifications.max_attempts.to_string(),
@@ -50,8 +53,8 @@ fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Comman
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
     for (name, value) in [
-        ("FLOTILLA_DB", &args.db),
-        ("FLOTILLA_BUS", &args.bus),
+        ("FLOTILLA_DB", &args.backends.db),
+        ("FLOTILLA_BUS", &args.backends.bus),
         (
             "FLOTILLA_SLACK_WEBHOOK_URL",
             &args.notifications.webhook_url,
