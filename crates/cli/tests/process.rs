@@ -172,16 +172,41 @@ async fn slack_webhook(
     StatusCode::OK
 }
 
-#[tokio::test]
-async fn a_crash_before_delivery_loses_no_notification_and_duplicates_none() {
+/// A webhook receiver at `<url>/hook`, standing in for Slack.
+async fn slack_receiver() -> (Arc<Slack>, String) {
     let slack = Arc::new(Slack::default());
-    *slack.down.lock().unwrap() = true;
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(slack_webhook))
         .with_state(slack.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (slack, url)
+}
+
+/// Every notification message of the stack at `url`, following pages.
+async fn all_messages(client: &reqwest::Client, url: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = get_json(
+            client,
+            &format!("{url}/notifications/messages?limit=1000&after={after}"),
+        )
+        .await;
+        all.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crash_before_delivery_loses_no_notification_and_duplicates_none() {
+    let (slack, receiver) = slack_receiver().await;
+    *slack.down.lock().unwrap() = true;
+    let webhook = format!("{receiver}/hook");
 
     let data = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
@@ -451,13 +476,7 @@ async fn notifications_reach_an_https_webhook_that_verifies() {
     // The webhook is HTTPS: a TLS gateway (a certificate signed by a test CA)
     // in front of a plain receiver; the stack trusts that CA only.
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../gateway/tests/fixtures");
-    let slack = Arc::new(Slack::default());
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(slack_webhook))
-        .with_state(slack.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (slack, receiver) = slack_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tls.toml");
     std::fs::write(
@@ -534,22 +553,6 @@ async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_ef
             .next()
             .map(str::to_owned)
     };
-    let count = |client: reqwest::Client, url: String| async move {
-        let mut total = 0;
-        let mut after = String::new();
-        loop {
-            let page: Value = get_json(
-                &client,
-                &format!("{url}/notifications/messages?limit=1000&after={after}"),
-            )
-            .await;
-            total += page["items"].as_array().unwrap().len();
-            match page["next"].as_str() {
-                Some(next) => after = next.to_owned(),
-                None => return total,
-            }
-        }
-    };
 
     let mut creating = tokio::task::JoinSet::new();
     for worker in 0..32 {
@@ -570,7 +573,7 @@ async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_ef
     // Kill the consumer once it is part-way through.
     let first = consumer_pid().expect("a notifications process");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count(client.clone(), stack.url.clone()).await < 2_000 {
+    while all_messages(&client, &stack.url).await.len() < 2_000 {
         assert!(Instant::now() < deadline, "notifications never started");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -582,7 +585,7 @@ async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_ef
 
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let total = count(client.clone(), stack.url.clone()).await;
+        let total = all_messages(&client, &stack.url).await.len();
         if total >= USERS {
             assert_eq!(total, USERS, "an event had a second effect");
             break;
@@ -600,26 +603,11 @@ async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_ef
     );
     // Every notification names a different user.
     let mut texts = std::collections::HashSet::new();
-    let mut after = String::new();
-    loop {
-        let page = get_json(
-            &client,
-            &format!(
-                "{}/notifications/messages?limit=1000&after={after}",
-                stack.url
-            ),
-        )
-        .await;
-        for m in page["items"].as_array().unwrap() {
-            assert!(
-                texts.insert(m["message"].as_str().unwrap().to_owned()),
-                "duplicate notification"
-            );
-        }
-        match page["next"].as_str() {
-            Some(next) => after = next.to_owned(),
-            None => break,
-        }
+    for m in all_messages(&client, &stack.url).await {
+        assert!(
+            texts.insert(m["message"].as_str().unwrap().to_owned()),
+            "duplicate notification"
+        );
     }
     assert_eq!(texts.len(), USERS);
     assert!(stack.terminate().await.success());
