@@ -42,14 +42,18 @@ const REPLY_QUEUE: &str = "amq.gen-";
 impl AmqpBus {
     /// Connects to `url` and declares the exchanges; `prefix` names them.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, BusError> {
-        let connection = Connection::connect(
+        // Recovery retries for ever; the first connection gets a deadline,
+        // so that a wrong URL is an error at start-up, not a silent hang.
+        let connecting = Connection::connect(
             url,
             ConnectionProperties::default()
                 .with_connection_name("flotilla".into())
                 .enable_auto_recover(),
-        )
-        .await
-        .map_err(backend)?;
+        );
+        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| BusError::Backend("RabbitMQ did not answer within 10 s".to_owned()))?
+            .map_err(backend)?;
         let publisher = connection.create_channel().await.map_err(backend)?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())

@@ -42,7 +42,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // Exit now: a broker client may still be retrying on its own
+            // thread, and would complain about the runtime going away.
+            std::process::exit(1)
         }
     }
 }
