@@ -172,6 +172,18 @@ async fn slack_webhook(
     StatusCode::OK
 }
 
+/// Ids of the processes whose command line matches `pattern`.
+fn pids(pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A webhook receiver at `<url>/hook`, standing in for Slack.
 async fn slack_receiver() -> (Arc<Slack>, String) {
     let slack = Arc::new(Slack::default());
@@ -398,16 +410,7 @@ async fn killing_a_service_process_under_load_fails_no_get_and_loses_no_post() {
     let stack = up_with(data.path(), None, &["--processes", "--replicas", "2"]).await;
     let client = reqwest::Client::new();
     let marker = data.path().to_str().unwrap().to_owned();
-    let users_pids = || {
-        let out = std::process::Command::new("pgrep")
-            .args(["-f", &format!("serve users .*{marker}")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
+    let users_pids = || pids(&format!("serve users .*{marker}"));
     assert_eq!(users_pids().len(), 2);
 
     let mut load = tokio::task::JoinSet::new();
@@ -544,14 +547,9 @@ async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_ef
     let client = reqwest::Client::new();
     let marker = data.path().to_str().unwrap().to_owned();
     let consumer_pid = || {
-        let out = std::process::Command::new("pgrep")
-            .args(["-f", &format!("serve notifications .*{marker}")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
+        pids(&format!("serve notifications .*{marker}"))
+            .into_iter()
             .next()
-            .map(str::to_owned)
     };
 
     let mut creating = tokio::task::JoinSet::new();

@@ -66,6 +66,11 @@ async fn a_broken_file_keeps_the_running_configuration() {
     assert_eq!(statuses, [200; 5]);
 }
 
+/// The status of `GET url`.
+async fn status(client: &reqwest::Client, url: String) -> u16 {
+    client.get(url).send().await.unwrap().status().as_u16()
+}
+
 #[tokio::test]
 async fn registered_instances_are_routed_until_their_ttl_lapses() {
     let a = Upstream::start("a").await;
@@ -79,22 +84,9 @@ async fn registered_instances_are_routed_until_their_ttl_lapses() {
         .as_str()
         .unwrap()
         .to_owned();
+    assert_eq!(status(&client, format!("{}/things/x", gw.url)).await, 200);
     assert_eq!(
-        client
-            .get(format!("{}/things/x", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(format!("{}/api/v1/things/x", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&client, format!("{}/api/v1/things/x", gw.url)).await,
         200
     );
 
@@ -112,27 +104,11 @@ async fn registered_instances_are_routed_until_their_ttl_lapses() {
             200
         );
     }
-    assert_eq!(
-        client
-            .get(format!("{}/things/x", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(&client, format!("{}/things/x", gw.url)).await, 200);
 
     // Silence drops it.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        client
-            .get(format!("{}/things/x", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(&client, format!("{}/things/x", gw.url)).await, 404);
 
     // DELETE drops it at once.
     client.post(&registry).json(&body).send().await.unwrap();
@@ -142,15 +118,7 @@ async fn registered_instances_are_routed_until_their_ttl_lapses() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    assert_eq!(
-        client
-            .get(format!("{}/things/x", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(&client, format!("{}/things/x", gw.url)).await, 404);
 }
 
 #[tokio::test]
