@@ -262,19 +262,15 @@ impl Gateway {
         tls: bool,
     ) -> Response<Body> {
         let started = Instant::now();
-        let host = req
-            .uri()
-            .host()
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)?
-                    .to_str()
-                    .ok()?
-                    .split(':')
-                    .next()
-            })
-            .map(str::to_owned);
-        let Some(route) = table.find(host.as_deref(), req.uri().path()) else {
+        let host = req.uri().host().or_else(|| {
+            req.headers()
+                .get(header::HOST)?
+                .to_str()
+                .ok()?
+                .split(':')
+                .next()
+        });
+        let Some(route) = table.find(host, req.uri().path()) else {
             return if req.uri().path() == "/" {
                 api::index(table)
             } else {

@@ -52,10 +52,6 @@ impl Prepared {
         self.ctx.name
     }
 
-    pub fn context(&self) -> &Context {
-        &self.ctx
-    }
-
     /// Starts the instance's background work, then serves HTTP on `listener`.
     pub async fn start_instance(
         &self,
