@@ -21,7 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::{Acker, Bus, BusError, Delivery, Message, Source, Subscription};
+use crate::{Acker, Bus, BusError, Delivery, Message, NoAck, Source, Subscription};
 
 fn backend(error: impl std::fmt::Display) -> BusError {
     BusError::Backend(error.to_string())
@@ -288,6 +288,49 @@ impl Bus for AmqpBus {
         }))
     }
 
+    async fn listen(&self, subject: &str) -> Result<Subscription, BusError> {
+        // A server-named queue of this connection's own, gone with it.
+        let channel = self.connection.create_channel().await.map_err(backend)?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(backend)?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                self.exchange(),
+                binding_key(subject).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(backend)?;
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(backend)?;
+        Ok(Subscription::new(AmqpListener {
+            consumer,
+            _channel: channel,
+        }))
+    }
+
     async fn request(
         &self,
         subject: &str,
@@ -353,6 +396,27 @@ impl Source for AmqpSource {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "AMQP consumer error; recovering");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Deliveries of a listener's queue, consumed without acknowledgement.
+struct AmqpListener {
+    consumer: lapin::Consumer,
+    _channel: Channel,
+}
+
+#[async_trait]
+impl Source for AmqpListener {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            match self.consumer.next().await? {
+                Ok(delivery) => return Some(Delivery::new(unwrap(&delivery).0, 1, NoAck)),
+                Err(error) => {
+                    tracing::warn!(%error, "AMQP listener error; recovering");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

@@ -94,6 +94,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Joins consumer `group` on `subject`.
     async fn subscribe(&self, subject: &str, group: &str) -> Result<Subscription, BusError>;
 
+    /// Hears every message published on `subject` from now on, outside any
+    /// group and without acknowledgement (its deliveries settle as no-ops):
+    /// for live views such as a websocket feed. Nothing is kept for a
+    /// listener that is not there, and listeners never hold up a publish.
+    async fn listen(&self, subject: &str) -> Result<Subscription, BusError>;
+
     /// Sends `payload` to one subscriber of `subject` and waits for its reply.
     async fn request(
         &self,
@@ -176,6 +182,21 @@ impl fmt::Debug for Delivery {
 pub trait Acker: Send + 'static {
     async fn ack(self: Box<Self>) -> Result<(), BusError>;
     async fn nack(self: Box<Self>, delay: Duration) -> Result<(), BusError>;
+}
+
+/// The acker of a delivery there is nothing to settle for: a request, or a
+/// message heard by a listener.
+pub(crate) struct NoAck;
+
+#[async_trait]
+impl Acker for NoAck {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    async fn nack(self: Box<Self>, _delay: Duration) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// Milliseconds since the Unix epoch, the time unit of the bus tables.

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::{Acker, Bus, BusError, Delivery, Message, Source, Subscription, subject};
+use crate::{Acker, Bus, BusError, Delivery, Message, NoAck, Source, Subscription, subject};
 
 const INBOX_PREFIX: &str = "_INBOX.";
 
@@ -28,6 +28,8 @@ struct Inner {
     /// How long a delivery may stay unsettled before it is redelivered.
     ack_wait: Duration,
     groups: Mutex<Vec<Arc<Group>>>,
+    /// Listeners: a subject pattern and where to send what matches it.
+    listeners: Mutex<Vec<(String, mpsc::UnboundedSender<Message>)>>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Message>>>,
 }
 
@@ -74,6 +76,7 @@ impl MemoryBus {
             inner: Arc::new(Inner {
                 ack_wait,
                 groups: Mutex::new(Vec::new()),
+                listeners: Mutex::new(Vec::new()),
                 waiters: Mutex::new(HashMap::new()),
             }),
         }
@@ -88,6 +91,14 @@ impl MemoryBus {
             }
             return None;
         }
+        self.inner
+            .listeners
+            .lock()
+            .unwrap()
+            .retain(|(pattern, listener)| {
+                !subject::matches(pattern, &message.subject)
+                    || listener.send(message.clone()).is_ok()
+            });
         let groups: Vec<Arc<Group>> = self
             .inner
             .groups
@@ -176,6 +187,13 @@ impl Bus for MemoryBus {
         }))
     }
 
+    async fn listen(&self, subject: &str) -> Result<Subscription, BusError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pattern = subject.to_owned();
+        self.inner.listeners.lock().unwrap().push((pattern, tx));
+        Ok(Subscription::new(MemoryListener(rx)))
+    }
+
     async fn request(
         &self,
         subject: &str,
@@ -239,6 +257,15 @@ impl Source for MemorySource {
                 expiry,
             },
         ))
+    }
+}
+
+struct MemoryListener(mpsc::UnboundedReceiver<Message>);
+
+#[async_trait]
+impl Source for MemoryListener {
+    async fn next(&mut self) -> Option<Delivery> {
+        Some(Delivery::new(self.0.recv().await?, 1, NoAck))
     }
 }
 

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{Acker, Bus, BusError, Delivery, Message, Source, Subscription};
+use crate::{Acker, Bus, BusError, Delivery, Message, NoAck, Source, Subscription};
 
 /// Where a [`NatsBus`] keeps its messages.
 #[derive(Debug, Clone)]
@@ -224,6 +224,18 @@ impl Bus for NatsBus {
         }))
     }
 
+    async fn listen(&self, subject: &str) -> Result<Subscription, BusError> {
+        let subscriber = self
+            .client
+            .subscribe(self.events(subject))
+            .await
+            .map_err(backend)?;
+        Ok(Subscription::new(NatsListener {
+            subscriber,
+            prefix: format!("{}.events.", self.config.prefix),
+        }))
+    }
+
     async fn request(
         &self,
         subject: &str,
@@ -295,16 +307,17 @@ impl Acker for JetStreamAcker {
     }
 }
 
-/// Requests are not stored: there is nothing to acknowledge.
-struct NoAck;
+/// A core NATS subscription on the events' subject: JetStream stores what is
+/// published there, and plain subscribers hear it live as well.
+struct NatsListener {
+    subscriber: async_nats::Subscriber,
+    prefix: String,
+}
 
 #[async_trait]
-impl Acker for NoAck {
-    async fn ack(self: Box<Self>) -> Result<(), BusError> {
-        Ok(())
-    }
-
-    async fn nack(self: Box<Self>, _delay: Duration) -> Result<(), BusError> {
-        Ok(())
+impl Source for NatsListener {
+    async fn next(&mut self) -> Option<Delivery> {
+        let message = self.subscriber.next().await?;
+        Some(Delivery::new(unwrap(message, &self.prefix), 1, NoAck))
     }
 }

@@ -245,6 +245,41 @@ async fn request_reply_no_responders_and_timeout(b: Backend) {
     b.finish().await;
 }
 
+/// Every listener hears every message published after it started, with no
+/// group and no acknowledgement; a publish does not wait for listeners.
+async fn listeners_hear_every_message_live(b: Backend) {
+    let mut one = b.bus.listen("feed.*").await.unwrap();
+    let mut two = b.bus.listen("feed.item").await.unwrap();
+    // Nobody in a group: on the in-process bus the publish returns at once.
+    let sent: Vec<Message> = (0..5)
+        .map(|i| Message::new("feed.item", format!("{i}")).with_header("k", "v"))
+        .collect();
+    for message in &sent {
+        tokio::time::timeout(WAIT, b.bus.publish(message.clone()))
+            .await
+            .expect("a publish does not wait for listeners")
+            .unwrap();
+    }
+    for listener in [&mut one, &mut two] {
+        let mut got = Vec::new();
+        for _ in 0..sent.len() {
+            let delivery = next(listener).await;
+            assert_eq!(delivery.message.subject, "feed.item");
+            assert_eq!(delivery.message.headers["k"], "v");
+            got.push(delivery.message.id.clone());
+            delivery.ack().await.unwrap();
+        }
+        assert_eq!(got, sent.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
+    }
+    b.bus
+        .publish(Message::new("other.item", "x"))
+        .await
+        .unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), two.next()).await;
+    assert!(quiet.is_err(), "a listener hears only its subject");
+    b.finish().await;
+}
+
 /// One member alone in its group gets the messages in the order they were
 /// published (each publish confirmed before the next), on every backend.
 async fn a_single_member_receives_in_publish_order(b: Backend) {
@@ -299,6 +334,13 @@ macro_rules! suite {
             async fn ordering() {
                 if let Some(b) = Backend::$backend().await {
                     a_single_member_receives_in_publish_order(b).await
+                }
+            }
+
+            #[tokio::test]
+            async fn listen() {
+                if let Some(b) = Backend::$backend().await {
+                    listeners_hear_every_message_live(b).await
                 }
             }
 
