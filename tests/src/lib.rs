@@ -41,8 +41,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
         args.backends.bus = Some(bus);
         args.backends.bus_namespace = tag;
     }
-    args.notifications.webhook_url = Some(slack.url.clone());
-    args.notifications.retry_base_ms = 20;
+    args.services.notifications.webhook_url = Some(slack.url.clone());
+    args.services.notifications.retry_base_ms = 20;
     configure(&mut args);
     let stack = Stack::start(&args, CancellationToken::new())
         .await
@@ -95,6 +95,28 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Opens a websocket to `path` through the gateway.
+    pub async fn websocket(&self, path: &str) -> Feed {
+        let url = format!("{}{path}", self.url.replacen("http", "ws", 1));
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket opened");
+        Feed(socket)
+    }
+
+    /// `POST /kv/roundtrip`, asserting 202; returns its correlation id.
+    pub async fn roundtrip(&self, key: &str, value: &str) -> String {
+        let response = self
+            .post_json(
+                "/kv/roundtrip",
+                &serde_json::json!({ "key": key, "value": value }),
+            )
+            .await;
+        assert_eq!(response.status(), 202, "roundtrip of {key}");
+        let body: Value = response.json().await.expect("JSON body");
+        body["correlation_id"].as_str().expect("an id").to_owned()
     }
 
     /// `POST /users`, asserting 201; returns the user.
@@ -163,6 +185,52 @@ impl TestApp {
     pub async fn stop(mut self) {
         if let Some(stack) = self.stack.take() {
             stack.stop().await;
+        }
+    }
+}
+
+/// The JSON frames of a websocket.
+pub struct Feed(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Feed {
+    /// The next JSON text frame, or panics after `timeout`.
+    pub async fn next_json(&mut self, timeout: Duration) -> Value {
+        use futures::StreamExt;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline.into(), self.0.next())
+                .await
+                .expect("a frame in time")
+                .expect("the websocket is open")
+                .expect("a valid frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                return serde_json::from_str(&text).expect("a JSON frame");
+            }
+        }
+    }
+
+    /// Reads frames until every roundtrip of `ids` has arrived.
+    pub async fn wait_for_all(&mut self, ids: &[String], timeout: Duration) {
+        let mut missing: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let deadline = Instant::now() + timeout;
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = self.next_json(left).await;
+            missing.remove(frame["correlation_id"].as_str().unwrap_or_default());
+        }
+    }
+
+    /// Reads frames until the one of roundtrip `correlation_id`.
+    pub async fn wait_for(&mut self, correlation_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = self.next_json(left).await;
+            if frame["correlation_id"] == correlation_id {
+                return frame;
+            }
         }
     }
 }

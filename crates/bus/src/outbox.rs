@@ -39,6 +39,47 @@ pub async fn stage(conn: &mut AnyConnection, message: &Message) -> Result<(), sq
     Ok(())
 }
 
+/// Rows per statement in [`stage_all`]: 5 parameters each stays far below
+/// the bind limits of SQLite (32766) and PostgreSQL (65535).
+const STAGE_CHUNK: usize = 1000;
+
+/// Writes `messages` into the outbox inside the caller's transaction, a
+/// thousand rows per statement.
+pub async fn stage_all(conn: &mut AnyConnection, messages: &[Message]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    for chunk in messages.chunks(STAGE_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = i * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO outbox (id, subject, headers, payload, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for message in chunk {
+            let headers = serde_json::to_string(&message.headers).expect("string map serializes");
+            query = query
+                .bind(message.id.clone())
+                .bind(message.subject.clone())
+                .bind(headers)
+                .bind(String::from_utf8_lossy(&message.payload).into_owned())
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Wakes the relay right after a commit, so messages leave without waiting
 /// for the next poll.
 #[derive(Clone, Default)]

@@ -156,7 +156,16 @@ pub struct UpArgs {
     #[arg(long, env = "FLOTILLA_PROCESSES")]
     pub processes: bool,
     #[command(flatten)]
+    pub services: ServiceConfig,
+}
+
+/// The settings of the services, the same for `up` and `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServiceConfig {
+    #[command(flatten)]
     pub notifications: flotilla_notifications::Config,
+    #[command(flatten)]
+    pub kv: flotilla_kv::Config,
 }
 
 impl UpArgs {
@@ -168,14 +177,14 @@ impl UpArgs {
             backends: Backends::local(data),
             replicas: 1,
             processes: false,
-            notifications: flotilla_notifications::Config::default(),
+            services: ServiceConfig::default(),
         }
     }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// `gateway`, or the name of a service (`users`, `notifications`).
+    /// `gateway`, or the name of a service (`users`, `notifications`, `kv`).
     pub service: String,
     /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 0, env = "FLOTILLA_PORT")]
@@ -202,5 +211,5 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_THREADS")]
     pub threads: Option<usize>,
     #[command(flatten)]
-    pub notifications: flotilla_notifications::Config,
+    pub services: ServiceConfig,
 }

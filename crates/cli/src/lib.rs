@@ -12,18 +12,23 @@ use std::sync::Arc;
 
 use flotilla_kit::Service;
 
-pub use args::{Cli, Command, ServeArgs, UpArgs};
+pub use args::{Cli, Command, ServeArgs, ServiceConfig, UpArgs};
 pub use stack::Stack;
 
 /// Every service flotilla runs, configured.
 pub fn services(
-    notifications: &flotilla_notifications::Config,
+    config: &ServiceConfig,
+    redis: Option<&str>,
 ) -> anyhow::Result<Vec<Arc<dyn Service>>> {
     Ok(vec![
         Arc::new(flotilla_users::Users),
         Arc::new(flotilla_notifications::Notifications::new(
-            notifications.clone(),
+            config.notifications.clone(),
         )?),
+        Arc::new(flotilla_kv::Kv::new(
+            config.kv.clone(),
+            redis.map(str::to_owned),
+        )),
     ])
 }
 

@@ -25,7 +25,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let gateway = Gateway::new(config, args.config.clone()).await?;
         tasks.spawn(gateway.serve(listener, shutdown.clone()));
     } else {
-        let Some(service) = crate::services(&args.notifications)?
+        let Some(service) = crate::services(&args.services, args.backends.redis.as_deref())?
             .into_iter()
             .find(|s| s.name() == args.service)
         else {

@@ -41,7 +41,7 @@ impl Stack {
         let bus = args.backends.bus().await?;
         let mut tasks = JoinSet::new();
         let mut prepared = Vec::new();
-        for service in crate::services(&args.notifications)? {
+        for service in crate::services(&args.services, args.backends.redis.as_deref())? {
             prepared
                 .push(runtime::prepare(service, &storage, bus.clone(), shutdown.clone()).await?);
         }
@@ -100,10 +100,11 @@ impl Stack {
                 .clone()
                 .serve(gateway_listener, shutdown.clone()),
         );
-        let names: Vec<&'static str> = crate::services(&args.notifications)?
-            .iter()
-            .map(|s| s.name())
-            .collect();
+        let names: Vec<&'static str> =
+            crate::services(&args.services, args.backends.redis.as_deref())?
+                .iter()
+                .map(|s| s.name())
+                .collect();
         for name in &names {
             for _ in 0..args.replicas {
                 let supervised = crate::supervise::supervise(

@@ -39,25 +39,31 @@ fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Comman
         ])
         .args([
             "--slack-max-attempts",
-            &args.notifications.max_attempts.to_string(),
+            &args.services.notifications.max_attempts.to_string(),
         ])
         .args([
             "--slack-retry-base-ms",
-            &args.notifications.retry_base_ms.to_string(),
+            &args.services.notifications.retry_base_ms.to_string(),
         ])
         .args([
             "--slack-timeout-ms",
-            &args.notifications.timeout_ms.to_string(),
+            &args.services.notifications.timeout_ms.to_string(),
         ])
+        .args([
+            "--kv-batch-timeout-ms",
+            &args.services.kv.batch_timeout_ms.to_string(),
+        ])
+        .args(["--kv-redis-prefix", &args.services.kv.redis_prefix])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
     for (name, value) in [
         ("FLOTILLA_DB", &args.backends.db),
         ("FLOTILLA_BUS", &args.backends.bus),
+        ("FLOTILLA_REDIS", &args.backends.redis),
         (
             "FLOTILLA_SLACK_WEBHOOK_URL",
-            &args.notifications.webhook_url,
+            &args.services.notifications.webhook_url,
         ),
     ] {
         match value {

@@ -1,5 +1,6 @@
-//! The gateway's own endpoints: `/metrics`, `/dashboard`, the index at `/`,
-//! and the JSON API under `/_flotilla/` (registry and statistics).
+//! The gateway's own endpoints: `/metrics`, `/dashboard`, the web UI at `/`
+//! (the files of `web/`, compiled in), and the JSON API under `/_flotilla/`
+//! (services, registry and statistics).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub(crate) async fn handle(
         (&Method::GET, "/_flotilla/api/stats") => {
             reply::json(StatusCode::OK, &snapshot(gateway, table))
         }
+        (&Method::GET, "/_flotilla/api/services") => services(table),
+        (&Method::GET, "/_flotilla/ui/app.js") => asset(APP_JS, "text/javascript; charset=utf-8"),
+        (&Method::GET, "/_flotilla/ui/style.css") => asset(STYLE_CSS, "text/css; charset=utf-8"),
         (&Method::GET, REGISTRY) => reply::json(StatusCode::OK, &registrations(gateway)),
         (&Method::POST, REGISTRY) => register(gateway, req, peer).await,
         (&Method::DELETE, p) if p.starts_with(REGISTRY) => {
@@ -45,8 +49,26 @@ pub(crate) async fn handle(
     }
 }
 
-/// `GET /`: the services and where their APIs and docs are.
-pub(crate) fn index(table: &RouteTable) -> Response<Body> {
+const INDEX_HTML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/index.html"));
+const APP_JS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/app.js"));
+const STYLE_CSS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/style.css"));
+
+/// `GET /`: the web UI.
+pub(crate) fn index() -> Response<Body> {
+    asset(INDEX_HTML, "text/html; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut response = reply::with_type(StatusCode::OK, body, content_type);
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// `GET /_flotilla/api/services`: the services and where their APIs and docs are.
+fn services(table: &RouteTable) -> Response<Body> {
     let mut services = serde_json::Map::new();
     for route in &table.routes {
         let name = &route.pool.service;

@@ -272,7 +272,7 @@ impl Gateway {
         });
         let Some(route) = table.find(host, req.uri().path()) else {
             return if req.uri().path() == "/" {
-                api::index(table)
+                api::index()
             } else {
                 reply::problem(
                     StatusCode::NOT_FOUND,

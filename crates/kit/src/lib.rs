@@ -77,8 +77,20 @@ pub async fn stage_event<E: flotilla_contracts::Event>(
     tx: &mut sqlx::AnyConnection,
     event: &E,
 ) -> Result<(), sqlx::Error> {
+    flotilla_bus::outbox::stage(tx, &message(event)).await
+}
+
+/// Stages every one of `events`, in order, inside the caller's transaction.
+pub async fn stage_events<E: flotilla_contracts::Event>(
+    tx: &mut sqlx::AnyConnection,
+    events: &[E],
+) -> Result<(), sqlx::Error> {
+    let messages: Vec<_> = events.iter().map(message).collect();
+    flotilla_bus::outbox::stage_all(tx, &messages).await
+}
+
+fn message<E: flotilla_contracts::Event>(event: &E) -> flotilla_bus::Message {
     let payload = serde_json::to_vec(event).expect("events serialize");
-    let message = flotilla_bus::Message::new(E::SUBJECT, payload)
-        .with_header(flotilla_contracts::SCHEMA_HEADER, E::SCHEMA);
-    flotilla_bus::outbox::stage(tx, &message).await
+    flotilla_bus::Message::new(E::SUBJECT, payload)
+        .with_header(flotilla_contracts::SCHEMA_HEADER, E::SCHEMA)
 }

@@ -72,11 +72,34 @@ async fn health_is_503_when_a_service_does_not_answer() {
 }
 
 #[tokio::test]
-async fn the_index_lists_services_and_their_docs() {
+async fn the_web_ui_is_served_at_the_root_and_lists_services() {
     let app = spawn_app().await;
-    let index: Value = app.get("/").await.json().await.unwrap();
+    let page = app.get("/").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    for asset in ["/_flotilla/ui/app.js", "/_flotilla/ui/style.css"] {
+        assert!(html.contains(asset), "{asset}");
+        let served = app.get(asset).await;
+        assert_eq!(served.status(), 200, "{asset}");
+        let kind = served.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            kind.starts_with("text/javascript") || kind.starts_with("text/css"),
+            "{kind}"
+        );
+    }
+    let index: Value = app
+        .get("/_flotilla/api/services")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(index["services"]["users"]["docs"], "/users/docs/");
     assert_eq!(index["services"]["notifications"]["url"], "/notifications");
+    assert_eq!(index["services"]["kv"]["openapi"], "/kv/openapi.json");
 }
 
 #[tokio::test]

@@ -2,5 +2,6 @@
 
 mod bad_input;
 mod gateway;
+mod kv;
 mod notifications;
 mod users;

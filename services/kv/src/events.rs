@@ -1,0 +1,158 @@
+//! What the kv service publishes and consumes, all through the outbox:
+//! `kv.event` (a roundtrip's pair, to store) → `kv.forward` (the pair
+//! stored, to push to websockets); `kv.batch` (one item of a batch) →
+//! `kv.batch.reply` (the batch's outcome, once its last item is stored).
+
+use async_trait::async_trait;
+use flotilla_bus::Message;
+use flotilla_bus::consumer::{Handler, HandlerError};
+use flotilla_bus::outbox::Waker;
+use flotilla_contracts::Event;
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
+
+use crate::store::{self, Staged, Store};
+
+/// A pair sent on a roundtrip, to be stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundtripV1 {
+    pub correlation_id: String,
+    pub key: String,
+    pub value: String,
+}
+
+impl Event for RoundtripV1 {
+    const SUBJECT: &'static str = "kv.event";
+    const SCHEMA: &'static str = "kv.event.v1";
+}
+
+/// A pair stored by a roundtrip: what websocket clients receive.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredV1 {
+    pub key: String,
+    pub value: String,
+    /// RFC 3339, UTC.
+    pub stored_at: String,
+    pub correlation_id: String,
+}
+
+impl Event for StoredV1 {
+    const SUBJECT: &'static str = "kv.forward";
+    const SCHEMA: &'static str = "kv.forward.v1";
+}
+
+/// One item of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchItemV1 {
+    pub batch_id: String,
+    /// 0-based position in the batch.
+    pub index: u32,
+    pub total: u32,
+    pub key: String,
+    pub value: String,
+}
+
+impl Event for BatchItemV1 {
+    const SUBJECT: &'static str = "kv.batch";
+    const SCHEMA: &'static str = "kv.batch.v1";
+}
+
+/// The outcome of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchReplyV1 {
+    pub batch_id: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Done { size: u32, stored_at: String },
+    Failed { reason: String },
+}
+
+impl Event for BatchReplyV1 {
+    const SUBJECT: &'static str = "kv.batch.reply";
+    const SCHEMA: &'static str = "kv.batch.reply.v1";
+}
+
+fn parse<T: serde::de::DeserializeOwned>(message: &Message) -> Result<T, HandlerError> {
+    serde_json::from_slice(&message.payload)
+        .map_err(|e| HandlerError::Permanent(format!("not a {} message: {e}", message.subject)))
+}
+
+/// Stores a roundtrip's pair and forwards it, in the consumer's transaction.
+pub struct StorePair {
+    pub store: Store,
+    pub outbox: Waker,
+}
+
+#[async_trait]
+impl Handler for StorePair {
+    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
+        let event: RoundtripV1 = parse(message)?;
+        let stored = StoredV1 {
+            key: event.key,
+            value: event.value,
+            stored_at: flotilla_kit::timestamp(),
+            correlation_id: event.correlation_id,
+        };
+        self.store.save_pair(tx, &stored).await?;
+        flotilla_kit::stage_event(tx, &stored).await?;
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.outbox.wake();
+    }
+}
+
+/// Stages each item of a batch; the last one stores the whole batch and
+/// stages the reply, in its transaction.
+pub struct CollectBatch {
+    pub store: Store,
+    pub outbox: Waker,
+}
+
+#[async_trait]
+impl Handler for CollectBatch {
+    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
+        let item: BatchItemV1 = parse(message)?;
+        if item.total == 0 || item.index >= item.total {
+            return Err(HandlerError::Permanent(format!(
+                "item {} of a batch of {}",
+                item.index, item.total
+            )));
+        }
+        let outcome = match store::stage_item(tx, &item).await? {
+            Staged::Duplicate | Staged::Counted { last: false } => return Ok(()),
+            // Two batches under one id, of different sizes: the first wins.
+            Staged::WrongSize { total } => Outcome::Failed {
+                reason: format!(
+                    "batch {} is {total} items long, not {}",
+                    item.batch_id, item.total
+                ),
+            },
+            Staged::Counted { last: true } => {
+                let stored_at = flotilla_kit::timestamp();
+                self.store
+                    .save_batch(tx, &item.batch_id, item.total, &stored_at)
+                    .await?;
+                Outcome::Done {
+                    size: item.total,
+                    stored_at,
+                }
+            }
+        };
+        let reply = BatchReplyV1 {
+            batch_id: item.batch_id,
+            outcome,
+        };
+        flotilla_kit::stage_event(tx, &reply).await?;
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.outbox.wake();
+    }
+}

@@ -1,0 +1,353 @@
+//! HTTP handlers of the kv service: roundtrips, batches, stored pairs, and
+//! the websocket feed.
+
+use axum::Router;
+use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flotilla_kit::page::PageParams;
+use flotilla_kit::{Json, Query};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::domain::{BatchId, Item, Items, Key, Value};
+use crate::error::Error;
+use crate::events::{BatchItemV1, Outcome, RoundtripV1, StoredV1};
+use crate::store::{self, Batch};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/roundtrip", post(roundtrip))
+        .route("/ws", get(ws))
+        .route("/pairs/{key}", get(pair))
+        .route("/batch", post(batch))
+        .route("/batches", get(list_batches))
+        .route("/batches/{id}", get(fetch_batch))
+        .with_state(state)
+}
+
+/// The body of `POST /kv/roundtrip`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoundtripRequest {
+    #[schema(example = "greeting")]
+    key: String,
+    #[schema(example = "hello")]
+    value: String,
+}
+
+/// A roundtrip accepted: its pair will arrive on `/kv/ws` with this id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoundtripAccepted {
+    correlation_id: String,
+    key: String,
+    value: String,
+}
+
+fn invalid(field: &'static str) -> impl FnOnce(&str) -> Error {
+    move |detail| Error::Invalid {
+        field,
+        detail: detail.to_owned(),
+    }
+}
+
+/// Sends a pair around: published on `kv.event`, stored by a consumer, then
+/// published on `kv.forward` and pushed to every client of `/kv/ws`.
+#[utoipa::path(post, path = "/roundtrip", request_body = RoundtripRequest, responses(
+    (status = 202, body = RoundtripAccepted),
+    (status = 422, description = "Key or value invalid", body = flotilla_kit::Problem),
+))]
+pub async fn roundtrip(
+    State(state): State<AppState>,
+    Json(body): Json<RoundtripRequest>,
+) -> Result<impl IntoResponse, Error> {
+    let key = Key::parse(&body.key).map_err(invalid("key"))?;
+    let value = Value::parse(&body.value).map_err(invalid("value"))?;
+    let event = RoundtripV1 {
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        key: key.into_string(),
+        value: value.into_string(),
+    };
+    let mut tx = state.ctx.db.begin().await?;
+    flotilla_kit::stage_event(&mut tx, &event).await?;
+    tx.commit().await?;
+    state.ctx.outbox.wake();
+    let accepted = RoundtripAccepted {
+        correlation_id: event.correlation_id,
+        key: event.key,
+        value: event.value,
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Pushes every stored pair as a JSON text frame
+/// `{"key","value","stored_at","correlation_id"}`.
+#[utoipa::path(get, path = "/ws", responses(
+    (status = 101, description = "Websocket of stored pairs", body = StoredV1),
+))]
+pub async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| push(socket, state))
+}
+
+async fn push(mut socket: WebSocket, state: AppState) {
+    let mut feed = state.live.subscribe();
+    let shutdown = state.ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            stored = feed.recv() => match stored {
+                Ok(json) => {
+                    if socket.send(Frame::text(json.as_ref())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "a websocket client is too slow; frames skipped");
+                }
+                Err(RecvError::Closed) => return,
+            },
+            // Whatever the client sends is ignored; its close ends the feed.
+            received = socket.recv() => match received {
+                Some(Ok(Frame::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            () = shutdown.cancelled() => {
+                let _ = socket.send(Frame::Close(None)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The stored value of a key, with the roundtrip that stored it.
+#[utoipa::path(get, path = "/pairs/{key}", params(("key" = String, Path)), responses(
+    (status = 200, body = StoredV1),
+    (status = 404, body = flotilla_kit::Problem),
+))]
+pub async fn pair(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<StoredV1>, Error> {
+    match state.store.pair(&key).await? {
+        Some(pair) => Ok(Json(pair)),
+        None => Err(Error::NotFound(format!("no pair with key {key}"))),
+    }
+}
+
+/// The body of `POST /kv/batch`: a size, or the items themselves.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Resubmitting with the same id never stores the batch twice (the
+    /// `Idempotency-Key` header does the same).
+    id: Option<String>,
+    /// Generate this many items (`item-000000` = `value-000000`, ...).
+    #[schema(example = 100)]
+    size: Option<u64>,
+    items: Option<Vec<ItemBody>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemBody {
+    key: String,
+    value: String,
+}
+
+impl From<Item> for ItemBody {
+    fn from(item: Item) -> Self {
+        Self {
+            key: item.key,
+            value: item.value,
+        }
+    }
+}
+
+/// A stored batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchBody {
+    id: String,
+    /// Always `done`: only whole batches are stored.
+    status: &'static str,
+    size: i64,
+    /// RFC 3339, UTC.
+    stored_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<Vec<ItemBody>>,
+}
+
+impl From<Batch> for BatchBody {
+    fn from(batch: Batch) -> Self {
+        Self {
+            id: batch.id,
+            status: "done",
+            size: batch.size,
+            stored_at: batch.stored_at,
+            items: None,
+        }
+    }
+}
+
+/// Stores a batch: publishes its items one message each on `kv.batch`, and
+/// answers once the consumer has stored the last one, all in one
+/// transaction, and replied on `kv.batch.reply`.
+#[utoipa::path(post, path = "/batch", request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The batch id, if not in the body")),
+    responses(
+        (status = 200, description = "Stored whole", body = BatchBody),
+        (status = 409, description = "The id names another batch, or the batch failed", body = flotilla_kit::Problem),
+        (status = 422, description = "Size, items or id invalid", body = flotilla_kit::Problem),
+        (status = 504, description = "No reply in time; the batch may still complete", body = flotilla_kit::Problem),
+))]
+pub async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<BatchRequest>,
+) -> Result<Json<BatchBody>, Error> {
+    let id = batch_id(&headers, body.id.as_deref())?;
+    let items = match (body.size, body.items) {
+        (Some(size), None) => Items::generate(size).map_err(invalid("size"))?,
+        (None, Some(items)) => {
+            let pairs = items.into_iter().map(|i| (i.key, i.value)).collect();
+            Items::given(pairs).map_err(|detail| Error::Invalid {
+                field: "items",
+                detail,
+            })?
+        }
+        _ => {
+            return Err(Error::Invalid {
+                field: "size",
+                detail: "give either `size` or `items`".to_owned(),
+            });
+        }
+    };
+    let size = items.len();
+    let mut waiter = state.live.wait_for(id.as_str());
+    if let Some(stored) = state.store.batch(id.as_str()).await? {
+        return same_size(stored, size).map(Json);
+    }
+    let mut tx = state.ctx.db.begin().await?;
+    match store::request_batch(&mut tx, id.as_str(), size).await? {
+        // Asked for before: its items are on their way already.
+        Some(first) if first != size as i64 => {
+            return Err(Error::Conflict(format!(
+                "batch {} was asked for with {first} items, not {size}",
+                id.as_str()
+            )));
+        }
+        Some(_) => drop(tx),
+        None => {
+            let total = size as u32;
+            let messages: Vec<_> = items
+                .into_vec()
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| BatchItemV1 {
+                    batch_id: id.as_str().to_owned(),
+                    index: index as u32,
+                    total,
+                    key: item.key,
+                    value: item.value,
+                })
+                .collect();
+            flotilla_kit::stage_events(&mut tx, &messages).await?;
+            tx.commit().await?;
+            state.ctx.outbox.wake();
+        }
+    }
+    let timeout = state.batch_timeout;
+    match tokio::time::timeout(timeout, &mut waiter.rx).await {
+        Ok(Ok(Outcome::Done { size, stored_at })) => Ok(Json(BatchBody {
+            id: id.as_str().to_owned(),
+            status: "done",
+            size: i64::from(size),
+            stored_at,
+            items: None,
+        })),
+        Ok(Ok(Outcome::Failed { reason })) => Err(Error::Conflict(reason)),
+        // Timed out, or the reply went by unheard (this instance restarted
+        // its listener): the store has the last word.
+        Ok(Err(_)) | Err(_) => match state.store.batch(id.as_str()).await? {
+            Some(stored) => same_size(stored, size).map(Json),
+            None => Err(Error::Timeout {
+                id: id.as_str().to_owned(),
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+        },
+    }
+}
+
+fn batch_id(headers: &HeaderMap, body: Option<&str>) -> Result<BatchId, Error> {
+    let header = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| Error::Invalid {
+            field: "Idempotency-Key",
+            detail: "must be visible ASCII".to_owned(),
+        })?),
+    };
+    match (body, header) {
+        (Some(body), Some(header)) if body != header => Err(Error::Invalid {
+            field: "id",
+            detail: "differs from the Idempotency-Key header".to_owned(),
+        }),
+        (Some(id), _) => BatchId::parse(id).map_err(invalid("id")),
+        (None, Some(id)) => BatchId::parse(id).map_err(invalid("Idempotency-Key")),
+        (None, None) => Ok(BatchId::new()),
+    }
+}
+
+fn same_size(stored: Batch, size: usize) -> Result<BatchBody, Error> {
+    if stored.size != size as i64 {
+        return Err(Error::Conflict(format!(
+            "batch {} is stored with {} items, not {size}",
+            stored.id, stored.size
+        )));
+    }
+    Ok(stored.into())
+}
+
+/// A page of stored batches, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchPage {
+    items: Vec<BatchBody>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// Lists stored batches, newest first, with their sizes.
+#[utoipa::path(get, path = "/batches", params(PageParams), responses(
+    (status = 200, body = BatchPage),
+    (status = 400, body = flotilla_kit::Problem),
+))]
+pub async fn list_batches(
+    State(state): State<AppState>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<BatchPage>, Error> {
+    let page = params.validate(20, 500).map_err(Error::BadQuery)?;
+    let batches = state.store.batches(&page.after, page.fetch()).await?;
+    let (batches, next) = page.split(batches, |b| &b.id);
+    Ok(Json(BatchPage {
+        items: batches.into_iter().map(BatchBody::from).collect(),
+        next,
+    }))
+}
+
+/// One stored batch with its items.
+#[utoipa::path(get, path = "/batches/{id}", params(("id" = String, Path)), responses(
+    (status = 200, body = BatchBody),
+    (status = 404, body = flotilla_kit::Problem),
+))]
+pub async fn fetch_batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<BatchBody>, Error> {
+    let Some(batch) = state.store.batch(&id).await? else {
+        return Err(Error::NotFound(format!("no stored batch with id {id}")));
+    };
+    let items = state.store.items(&id).await?;
+    let mut body = BatchBody::from(batch);
+    body.items = Some(items.into_iter().map(ItemBody::from).collect());
+    Ok(Json(body))
+}

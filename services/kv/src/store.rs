@@ -1,0 +1,390 @@
+//! Storage of pairs and batches: the service's SQL database, or Redis (a
+//! hash per pair and per batch, as in the seed). Batch items being collected
+//! are always staged in SQL, in the consumer's transaction with its inbox;
+//! a batch is written to Redis whole, in one MULTI/EXEC, by the transaction
+//! that handles its last item, and writing it again after a redelivery
+//! writes the same thing.
+
+use redis::AsyncCommands;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::domain::Item;
+use crate::events::{BatchItemV1, StoredV1};
+
+/// Where pairs and stored batches live.
+#[derive(Clone)]
+pub enum Store {
+    Sql(AnyPool),
+    Redis {
+        redis: redis::aio::ConnectionManager,
+        /// Prefix of every key, so that several stacks can share a server.
+        prefix: String,
+    },
+}
+
+/// A stored batch, without its items.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub id: String,
+    pub size: i64,
+    pub stored_at: String,
+}
+
+/// What staging one batch item did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Staged {
+    /// Counted; `last` when it completes the batch.
+    Counted { last: bool },
+    /// Seen before, or its batch is already stored.
+    Duplicate,
+    /// The batch under this id has another size.
+    WrongSize { total: i64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl From<StoreError> for flotilla_bus::consumer::HandlerError {
+    fn from(error: StoreError) -> Self {
+        Self::Transient(error.to_string())
+    }
+}
+
+/// Counts `item` towards its batch, once, with the batch's progress row
+/// locked (PostgreSQL) or the database written (SQLite) by this transaction.
+pub async fn stage_item(tx: &mut AnyConnection, item: &BatchItemV1) -> Result<Staged, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO batch_progress (batch_id, total, received) VALUES ($1, $2, 0) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&item.batch_id)
+    .bind(i64::from(item.total))
+    .execute(&mut *tx)
+    .await?;
+    // A write that changes nothing, to hold the row until commit.
+    let row = sqlx::query(
+        "UPDATE batch_progress SET received = received WHERE batch_id = $1 \
+         RETURNING total, received",
+    )
+    .bind(&item.batch_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (total, received): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    if total != i64::from(item.total) {
+        return Ok(Staged::WrongSize { total });
+    }
+    if received >= total {
+        return Ok(Staged::Duplicate);
+    }
+    let fresh = sqlx::query(
+        "INSERT INTO batch_staging (batch_id, idx, key, value) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&item.batch_id)
+    .bind(i64::from(item.index))
+    .bind(&item.key)
+    .bind(&item.value)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        return Ok(Staged::Duplicate);
+    }
+    sqlx::query("UPDATE batch_progress SET received = received + 1 WHERE batch_id = $1")
+        .bind(&item.batch_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Staged::Counted {
+        last: received + 1 == total,
+    })
+}
+
+/// Records a batch asked for over HTTP; `None` if it was new, else the size
+/// it was first asked with.
+pub async fn request_batch(
+    tx: &mut AnyConnection,
+    id: &str,
+    size: usize,
+) -> Result<Option<i64>, sqlx::Error> {
+    let fresh = sqlx::query(
+        "INSERT INTO batch_requests (id, size, requested_at) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(size as i64)
+    .bind(flotilla_kit::timestamp())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if fresh {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT size FROM batch_requests WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(Some(row.try_get(0)?))
+}
+
+fn batch(row: &sqlx::any::AnyRow) -> Result<Batch, sqlx::Error> {
+    Ok(Batch {
+        id: row.try_get(0)?,
+        size: row.try_get(1)?,
+        stored_at: row.try_get(2)?,
+    })
+}
+
+impl Store {
+    fn key(prefix: &str, kind: &str, name: &str) -> String {
+        format!("{prefix}{kind}:{name}")
+    }
+
+    pub async fn save_pair(
+        &self,
+        tx: &mut AnyConnection,
+        pair: &StoredV1,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sql(_) => {
+                sqlx::query(
+                    "INSERT INTO pairs (key, value, correlation_id, stored_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                     correlation_id = excluded.correlation_id, stored_at = excluded.stored_at",
+                )
+                .bind(&pair.key)
+                .bind(&pair.value)
+                .bind(&pair.correlation_id)
+                .bind(&pair.stored_at)
+                .execute(tx)
+                .await?;
+            }
+            Store::Redis { redis, prefix, .. } => {
+                let () = redis
+                    .clone()
+                    .hset_multiple(
+                        Self::key(prefix, "pair", &pair.key),
+                        &[
+                            ("value", &pair.value),
+                            ("correlation_id", &pair.correlation_id),
+                            ("stored_at", &pair.stored_at),
+                        ],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn pair(&self, key: &str) -> Result<Option<StoredV1>, StoreError> {
+        match self {
+            Store::Sql(db) => {
+                let row = sqlx::query(
+                    "SELECT key, value, stored_at, correlation_id FROM pairs WHERE key = $1",
+                )
+                .bind(key)
+                .fetch_optional(db)
+                .await?;
+                row.map(|row| {
+                    Ok(StoredV1 {
+                        key: row.try_get(0)?,
+                        value: row.try_get(1)?,
+                        stored_at: row.try_get(2)?,
+                        correlation_id: row.try_get(3)?,
+                    })
+                })
+                .transpose()
+                .map_err(StoreError::Sql)
+            }
+            Store::Redis { redis, prefix, .. } => {
+                let fields: std::collections::HashMap<String, String> = redis
+                    .clone()
+                    .hgetall(Self::key(prefix, "pair", key))
+                    .await?;
+                let field = |name: &str| fields.get(name).cloned();
+                Ok(field("value").map(|value| StoredV1 {
+                    key: key.to_owned(),
+                    value,
+                    stored_at: field("stored_at").unwrap_or_default(),
+                    correlation_id: field("correlation_id").unwrap_or_default(),
+                }))
+            }
+        }
+    }
+
+    /// Stores the staged items of batch `id` as one batch and clears them.
+    pub async fn save_batch(
+        &self,
+        tx: &mut AnyConnection,
+        id: &str,
+        size: u32,
+        stored_at: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sql(_) => {
+                sqlx::query("INSERT INTO batches (id, size, stored_at) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(i64::from(size))
+                    .bind(stored_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO batch_items (batch_id, idx, key, value) \
+                     SELECT batch_id, idx, key, value FROM batch_staging WHERE batch_id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Store::Redis { redis, prefix, .. } => {
+                let rows = sqlx::query("SELECT key, value FROM batch_staging WHERE batch_id = $1")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let items = rows
+                    .iter()
+                    .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let hash = Self::key(prefix, "batch", id);
+                let () = redis::pipe()
+                    .atomic()
+                    .del(&hash)
+                    .ignore()
+                    .hset_multiple(&hash, &items)
+                    .ignore()
+                    .hset(
+                        Self::key(prefix, "batches", "meta"),
+                        id,
+                        format!("{size} {stored_at}"),
+                    )
+                    .ignore()
+                    .zadd(
+                        Self::key(prefix, "batches", "newest"),
+                        format!("{stored_at}|{id}"),
+                        0,
+                    )
+                    .ignore()
+                    .query_async(&mut redis.clone())
+                    .await?;
+            }
+        }
+        sqlx::query("DELETE FROM batch_staging WHERE batch_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// A stored batch, without its items.
+    pub async fn batch(&self, id: &str) -> Result<Option<Batch>, StoreError> {
+        match self {
+            Store::Sql(db) => {
+                let row = sqlx::query("SELECT id, size, stored_at FROM batches WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(db)
+                    .await?;
+                Ok(row.as_ref().map(batch).transpose()?)
+            }
+            Store::Redis { redis, prefix, .. } => {
+                let meta: Option<String> = redis
+                    .clone()
+                    .hget(Self::key(prefix, "batches", "meta"), id)
+                    .await?;
+                Ok(meta.and_then(|meta| {
+                    let (size, stored_at) = meta.split_once(' ')?;
+                    Some(Batch {
+                        id: id.to_owned(),
+                        size: size.parse().ok()?,
+                        stored_at: stored_at.to_owned(),
+                    })
+                }))
+            }
+        }
+    }
+
+    /// The items of a stored batch: in batch order from SQL, by key from Redis.
+    pub async fn items(&self, id: &str) -> Result<Vec<Item>, StoreError> {
+        match self {
+            Store::Sql(db) => {
+                let rows = sqlx::query(
+                    "SELECT key, value FROM batch_items WHERE batch_id = $1 ORDER BY idx",
+                )
+                .bind(id)
+                .fetch_all(db)
+                .await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        Ok(Item {
+                            key: row.try_get(0)?,
+                            value: row.try_get(1)?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?)
+            }
+            Store::Redis { redis, prefix, .. } => {
+                let mut items: Vec<(String, String)> = redis
+                    .clone()
+                    .hgetall(Self::key(prefix, "batch", id))
+                    .await?;
+                items.sort_unstable();
+                Ok(items
+                    .into_iter()
+                    .map(|(key, value)| Item { key, value })
+                    .collect())
+            }
+        }
+    }
+
+    /// Stored batches, newest first, `limit` of them after batch `after`.
+    pub async fn batches(&self, after: &str, limit: i64) -> Result<Vec<Batch>, StoreError> {
+        match self {
+            Store::Sql(db) => {
+                let rows = sqlx::query(
+                    "SELECT id, size, stored_at FROM batches \
+                     WHERE $1 = '' OR (stored_at, id) < (SELECT stored_at, id FROM batches WHERE id = $1) \
+                     ORDER BY stored_at DESC, id DESC LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(db)
+                .await?;
+                Ok(rows.iter().map(batch).collect::<Result<_, _>>()?)
+            }
+            Store::Redis { redis, prefix, .. } => {
+                let max = if after.is_empty() {
+                    "+".to_owned()
+                } else {
+                    match self.batch(after).await? {
+                        Some(b) => format!("({}|{}", b.stored_at, b.id),
+                        None => return Ok(Vec::new()),
+                    }
+                };
+                let members: Vec<String> = redis
+                    .clone()
+                    .zrevrangebylex_limit(
+                        Self::key(prefix, "batches", "newest"),
+                        max,
+                        "-",
+                        0,
+                        limit as isize,
+                    )
+                    .await?;
+                let mut page = Vec::with_capacity(members.len());
+                for member in members {
+                    let id = member.split_once('|').map_or(member.as_str(), |(_, id)| id);
+                    if let Some(batch) = self.batch(id).await? {
+                        page.push(batch);
+                    }
+                }
+                Ok(page)
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The kv service through the gateway: roundtrips seen on the websocket,
+//! batches stored whole, timeouts, idempotent resubmission, limits.
+
+use std::time::Duration;
+
+use flotilla_tests::{spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_roundtrip_comes_back_on_the_websocket_and_is_stored() {
+    let app = spawn_app().await;
+    let mut feed = app.websocket("/kv/ws").await;
+    let id = app.roundtrip("greeting", "hello, world").await;
+    let frame = feed.wait_for(&id, WAIT).await;
+    assert_eq!(frame["key"], "greeting");
+    assert_eq!(frame["value"], "hello, world");
+    assert!(
+        frame["stored_at"].as_str().unwrap().ends_with('Z'),
+        "{frame}"
+    );
+
+    let stored: Value = app.get("/kv/pairs/greeting").await.json().await.unwrap();
+    assert_eq!(stored, frame);
+    let missing = app.get("/kv/pairs/nothing-here").await;
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn every_client_of_every_instance_sees_every_roundtrip() {
+    let app = spawn_app_with(|args| args.replicas = 2).await;
+    // Round robin puts the two sockets on different instances.
+    let mut feeds = vec![app.websocket("/kv/ws").await, app.websocket("/kv/ws").await];
+    let ids: Vec<String> = futures::future::join_all((0..10).map(|i| {
+        let app = &app;
+        async move { app.roundtrip(&format!("k{i}"), &format!("v{i}")).await }
+    }))
+    .await;
+    for feed in &mut feeds {
+        feed.wait_for_all(&ids, WAIT).await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_whole_and_listed() {
+    let app = spawn_app().await;
+    let done = app.post_json("/kv/batch", &json!({ "size": 500 })).await;
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["status"], "done");
+    assert_eq!(done["size"], 500);
+    let id = done["id"].as_str().unwrap();
+
+    let given = json!({ "id": "given-1", "items": [
+        { "key": "b", "value": "2" }, { "key": "a", "value": "1" }
+    ]});
+    let given: Value = app
+        .post_json("/kv/batch", &given)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (given["id"].as_str(), given["size"].as_i64()),
+        (Some("given-1"), Some(2))
+    );
+
+    let list: Value = app.get("/kv/batches").await.json().await.unwrap();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["given-1", id], "newest first");
+    assert_eq!(list["items"][1]["size"], 500);
+    let page: Value = app.get("/kv/batches?limit=1").await.json().await.unwrap();
+    let next = page["next"].as_str().unwrap();
+    let rest: Value = app
+        .get(&format!("/kv/batches?limit=1&after={next}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"][0]["id"], id);
+    assert!(rest.get("next").is_none(), "{rest}");
+
+    let batch: Value = app
+        .get(&format!("/kv/batches/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = batch["items"].as_array().unwrap();
+    assert_eq!(items.len(), 500);
+    assert_eq!(
+        items[0],
+        json!({ "key": "item-000000", "value": "value-000000" })
+    );
+    assert_eq!(items[499]["key"], "item-000499");
+    assert_eq!(app.get("/kv/batches/unknown").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_batch_nobody_consumes_times_out_with_504() {
+    let app = spawn_app_with(|args| {
+        args.services.kv.no_consumer = true;
+        args.services.kv.batch_timeout_ms = 300;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let response = app
+        .post_json("/kv/batch", &json!({ "id": "late", "size": 10 }))
+        .await;
+    assert_eq!(response.status(), 504);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:flotilla:problem:gateway-timeout");
+    assert_eq!(problem["batch_id"], "late");
+    let list: Value = app.get("/kv/batches").await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]));
+}
+
+#[tokio::test]
+async fn resubmitting_a_batch_never_stores_it_twice() {
+    let app = spawn_app().await;
+    // Two at once, then two after: one batch.
+    let send = |body: Value| {
+        let app = &app;
+        async move { app.post_json("/kv/batch", &body).await }
+    };
+    let first =
+        futures::future::join_all((0..2).map(|_| send(json!({ "id": "order-7", "size": 300 }))))
+            .await;
+    let mut stored_at = Vec::new();
+    for response in first {
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        stored_at.push(body["stored_at"].as_str().unwrap().to_owned());
+    }
+    let by_header = app
+        .client
+        .post(format!("{}/kv/batch", app.url))
+        .header("idempotency-key", "order-7")
+        .json(&json!({ "size": 300 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_header.status(), 200);
+    let by_header: Value = by_header.json().await.unwrap();
+    stored_at.push(by_header["stored_at"].as_str().unwrap().to_owned());
+    stored_at.dedup();
+    assert_eq!(stored_at.len(), 1, "one store: {stored_at:?}");
+
+    let other_size = send(json!({ "id": "order-7", "size": 301 })).await;
+    assert_eq!(other_size.status(), 409);
+
+    let list: Value = app.get("/kv/batches").await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let batch: Value = app.get("/kv/batches/order-7").await.json().await.unwrap();
+    assert_eq!(batch["items"].as_array().unwrap().len(), 300);
+}
+
+#[tokio::test]
+async fn limits_are_422_problems_naming_the_field() {
+    let app = spawn_app().await;
+    let long_key = "k".repeat(257);
+    let long_value = "v".repeat(65_537);
+    let cases = [
+        ("/kv/roundtrip", json!({ "key": "", "value": "v" }), "key"),
+        (
+            "/kv/roundtrip",
+            json!({ "key": long_key, "value": "v" }),
+            "key",
+        ),
+        (
+            "/kv/roundtrip",
+            json!({ "key": "k", "value": long_value }),
+            "value",
+        ),
+        ("/kv/batch", json!({ "size": 0 }), "size"),
+        ("/kv/batch", json!({ "size": 100_001 }), "size"),
+        ("/kv/batch", json!({}), "size"),
+        ("/kv/batch", json!({ "size": 1, "items": [] }), "size"),
+        ("/kv/batch", json!({ "id": "no spaces", "size": 1 }), "id"),
+        ("/kv/batch", json!({ "items": [] }), "items"),
+        (
+            "/kv/batch",
+            json!({ "items": [{ "key": "a", "value": "1" }, { "key": "a", "value": "2" }] }),
+            "items",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let response = app.post_json(path, &body).await;
+        assert_eq!(response.status(), 422, "{path} {body}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:flotilla:problem:validation");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    let wrong_type = app.post_json("/kv/batch", &json!({ "size": "ten" })).await;
+    assert_eq!(wrong_type.status(), 422);
+    let list: Value = app.get("/kv/batches").await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]), "nothing stored");
+}
