@@ -32,13 +32,16 @@ What it checks, without Docker or a Kubernetes cluster:
 
 --smoke also runs the Compose topology as local processes (the replicas of
 each service at once, then the gateway with deploy/gateway.toml pointed at
-them) on the PostgreSQL and NATS servers named by FLOTILLA_TEST_POSTGRES_URL
-and FLOTILLA_TEST_NATS_URL, sends a user through the gateway and waits for
-its notification; it removes its schemas and stream afterwards.
+them) on the PostgreSQL, NATS and Redis servers named by
+FLOTILLA_TEST_POSTGRES_URL, FLOTILLA_TEST_NATS_URL and FLOTILLA_TEST_REDIS_URL,
+sends a user through the gateway and waits for its notification, sends a kv
+pair around and waits for it on the websocket, stores a kv batch; it removes
+its schemas, stream and Redis keys afterwards.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -53,6 +56,7 @@ import tempfile
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -352,6 +356,16 @@ def check_compose(docs: dict[Path, list], env_names: dict[str, set[str]], image_
                 host = re.match(rf"{scheme}(?:ql)?://(?:[^@/]*@)?([^:/?]+)", url)
                 report(bool(host) and host.group(1) in services,
                        f"compose {name}: {key} names a Compose service", host.group(1) if host else url)
+            if env.get("FLOTILLA_REDIS"):
+                url = env["FLOTILLA_REDIS"]
+                host = re.match(r"rediss?://(?:[^@/]*@)?([^:/?]+)", url)
+                report(bool(host) and host.group(1) in services,
+                       f"compose {name}: FLOTILLA_REDIS names a Compose service",
+                       host.group(1) if host else url)
+                if host:
+                    dep = (svc.get("depends_on") or {}).get(host.group(1)) or {}
+                    report(dep.get("condition") == "service_healthy",
+                           f"compose {name}: waits for healthy {host.group(1)}")
             if "postgres" in services and env.get("FLOTILLA_DB"):
                 pg_env = env_map(services["postgres"].get("environment"))
                 m = re.match(r"postgres(?:ql)?://([^:@]+):([^@]+)@[^/]+/([^?]+)", env["FLOTILLA_DB"])
@@ -400,6 +414,10 @@ def check_compose(docs: dict[Path, list], env_names: dict[str, set[str]], image_
     if postgres:
         hc = " ".join((postgres.get("healthcheck") or {}).get("test", []))
         report("pg_isready" in hc, "compose postgres: health check is pg_isready")
+    redis = services.get("redis")
+    if redis:
+        hc = " ".join((redis.get("healthcheck") or {}).get("test", []))
+        report("redis-cli" in hc and "ping" in hc, "compose redis: health check is redis-cli ping")
 
     # Prometheus targets.
     prom_cfg = compose.get("configs", {}).get("prometheus")
@@ -623,7 +641,7 @@ def check_gateway_configs(binary: Path, tomls: dict[Path, dict], logdir: Path) -
             time.sleep(1.5)
             report(proc.running(), f"binary keeps running with {rel(path)}")
             expected = {r.get("service") for r in config.get("route", [])}
-            status, body = http("GET", f"http://127.0.0.1:{port}/")
+            status, body = http("GET", f"http://127.0.0.1:{port}/_flotilla/api/services")
             served = set(json.loads(body).get("services", {})) if status == 200 else set()
             report(served == expected, f"binary serves the routes of {rel(path)}", ", ".join(sorted(served)))
             status, _ = http("GET", f"http://127.0.0.1:{port}/metrics")
@@ -764,16 +782,111 @@ def nats_request(url: str, subject: str, payload: bytes = b"") -> dict:
                 return json.loads(buf[:size] or b"{}")
 
 
+def redis_commands(url: str, *commands: list[str]) -> list:
+    """Runs each command on one connection to the Redis server at `url` (RESP2, no TLS)."""
+    u = urllib.parse.urlsplit(url)
+    with socket.create_connection((u.hostname, u.port or 6379), timeout=5) as sock:
+        reader = sock.makefile("rb")
+
+        def read():
+            line = reader.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b"+":
+                return rest.decode()
+            if kind == b"-":
+                raise OSError(f"Redis: {rest.decode()}")
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                return None if int(rest) < 0 else reader.read(int(rest) + 2)[:-2].decode(errors="replace")
+            if kind == b"*":
+                return None if int(rest) < 0 else [read() for _ in range(int(rest))]
+            raise OSError(f"unexpected Redis reply {line[:60]!r}")
+
+        def send(*args: str):
+            words = [a.encode() for a in args]
+            sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
+            return read()
+
+        if u.password:
+            send("AUTH", *([urllib.parse.unquote(u.username)] if u.username else []), urllib.parse.unquote(u.password))
+        if u.path.strip("/"):
+            send("SELECT", u.path.strip("/"))
+        return [send(*c) for c in commands]
+
+
+def redis_delete_prefix(url: str, prefix: str) -> int:
+    cursor, deleted = "0", 0
+    while True:
+        [(cursor, keys)] = redis_commands(url, ["SCAN", cursor, "MATCH", f"{prefix}*", "COUNT", "1000"])
+        if keys:
+            deleted += redis_commands(url, ["DEL", *keys])[0]
+        if cursor == "0":
+            return deleted
+
+
+class WebSocket:
+    """Just enough of a websocket client to read the text frames a server pushes."""
+
+    def __init__(self, url: str, timeout: float = 5):
+        u = urllib.parse.urlsplit(url)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
+        key = base64.b64encode(secrets.token_bytes(16)).decode()
+        self.sock.sendall((f"GET {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.reader = self.sock.makefile("rb")
+        status = self.reader.readline().split()
+        self.status = int(status[1]) if len(status) > 1 else 0
+        while self.reader.readline() not in (b"\r\n", b""):
+            pass
+
+    def text(self, timeout: float) -> str | None:
+        """The next text frame within `timeout` seconds; None on close or timeout."""
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                head = self.reader.read(2)
+                if len(head) < 2:
+                    return None
+                size = head[1] & 0x7F
+                if size >= 126:
+                    size = int.from_bytes(self.reader.read(2 if size == 126 else 8), "big")
+                mask = self.reader.read(4) if head[1] & 0x80 else b""
+                payload = self.reader.read(size)
+                if mask:
+                    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                opcode = head[0] & 0x0F
+                if opcode == 0x1:
+                    return payload.decode()
+                if opcode == 0x8:
+                    return None
+        except OSError:
+            return None
+        return None
+
+    def close(self) -> None:
+        try:
+            self.sock.sendall(b"\x88\x80" + secrets.token_bytes(4))  # close, masked, no payload
+        except OSError:
+            pass
+        self.sock.close()
+
+
 def smoke(binary: Path, compose: dict, logdir: Path) -> None:
     pg = os.environ.get("FLOTILLA_TEST_POSTGRES_URL")
     nats = os.environ.get("FLOTILLA_TEST_NATS_URL")
-    if not (pg and nats):
-        report(None, "smoke", "set FLOTILLA_TEST_POSTGRES_URL and FLOTILLA_TEST_NATS_URL")
-        return
+    redis = os.environ.get("FLOTILLA_TEST_REDIS_URL")
     services = compose["services"]
     image = services["gateway"]["image"]
+    uses_redis = any("FLOTILLA_REDIS" in env_map(s.get("environment")) for s in services.values() if s.get("image") == image)
+    if not (pg and nats and (redis or not uses_redis)):
+        report(None, "smoke", "set FLOTILLA_TEST_POSTGRES_URL, FLOTILLA_TEST_NATS_URL"
+               + (" and FLOTILLA_TEST_REDIS_URL" if uses_redis else ""))
+        return
     tag = secrets.token_hex(4)
     prefix, namespace = f"deploycheck{tag}_", f"deploycheck{tag}"
+    redis_prefix = f"deploycheck{tag}:kv:"
     cmd = healthcheck_command(services["gateway"]["healthcheck"])
 
     def healthy(port: int, timeout: float) -> bool:
@@ -796,6 +909,8 @@ def smoke(binary: Path, compose: dict, logdir: Path) -> None:
             env = {k: v for k, v in env_map(svc.get("environment")).items() if v is not None}
             env.update(FLOTILLA_DB=pg, FLOTILLA_BUS=nats, FLOTILLA_HOST="127.0.0.1", FLOTILLA_PORT="0",
                        FLOTILLA_DB_SCHEMA_PREFIX=prefix, FLOTILLA_BUS_NAMESPACE=namespace)
+            if "FLOTILLA_REDIS" in env:
+                env.update(FLOTILLA_REDIS=redis, FLOTILLA_KV_REDIS_PREFIX=redis_prefix)
             for i in range((svc.get("deploy") or {}).get("replicas", 1)):
                 p = Process(binary, svc["command"], clean_env(**env), logdir, f"smoke-{name}-{i + 1}")
                 procs.append(p)
@@ -850,6 +965,37 @@ def smoke(binary: Path, compose: dict, logdir: Path) -> None:
             time.sleep(0.5)
         report(found is not None, "smoke: user.created reaches notifications over NATS",
                f"status {found['status']}" if found else "no message within 30 s")
+        if "kv" in instances:
+            feed = WebSocket(f"{base}/kv/ws")
+            try:
+                if report(feed.status == 101, "smoke: GET /kv/ws upgrades to a websocket through the gateway",
+                          f"HTTP {feed.status}"):
+                    key = f"deploycheck-{tag}"
+                    status, body = http("POST", f"{base}/kv/roundtrip", {"key": key, "value": "hello"})
+                    accepted = json.loads(body) if status == 202 else {}
+                    report(status == 202, "smoke: POST /kv/roundtrip through the gateway", str(status))
+                    pushed = None
+                    deadline = time.monotonic() + 30
+                    while accepted and not pushed and (left := deadline - time.monotonic()) > 0:
+                        frame = feed.text(left)
+                        if frame is None:
+                            break
+                        if json.loads(frame).get("correlation_id") == accepted["correlation_id"]:
+                            pushed = frame
+                    report(pushed is not None, "smoke: the stored pair is pushed on /kv/ws",
+                           "" if pushed else "no frame within 30 s")
+                    status, body = http("GET", f"{base}/api/v1/kv/pairs/{key}")
+                    report(status == 200 and json.loads(body).get("value") == "hello",
+                           "smoke: GET /api/v1/kv/pairs/{key} through the gateway", str(status))
+                    if uses_redis:
+                        [exists] = redis_commands(redis, ["EXISTS", f"{redis_prefix}pair:{key}"])
+                        report(exists == 1, "smoke: the pair lives in Redis (FLOTILLA_REDIS)", f"{redis_prefix}pair:{key}")
+            finally:
+                feed.close()
+            status, body = http("POST", f"{base}/kv/batch", {"size": 10}, timeout=15)
+            batch = json.loads(body) if status == 200 else {}
+            report(status == 200 and batch.get("size") == 10, "smoke: POST /kv/batch stores the batch whole",
+                   f"{status} {batch.get('status', '')}".strip())
     finally:
         # Replicas that exited at start were reported above; the rest must
         # stop cleanly and log no error.
@@ -862,7 +1008,7 @@ def smoke(binary: Path, compose: dict, logdir: Path) -> None:
         report(not errors, "smoke: no error logged by the running processes", "; ".join(f"{l}: {m}" for l, m in errors)[:400])
         cleanup = []
         if shutil.which("psql"):
-            drop = "".join(f'DROP SCHEMA IF EXISTS "{prefix}{s}" CASCADE;' for s in ("users", "notifications"))
+            drop = "".join(f'DROP SCHEMA IF EXISTS "{prefix}{s}" CASCADE;' for s in ("users", "notifications", "kv"))
             out = subprocess.run(["psql", pg, "-qc", drop], capture_output=True, text=True)
             cleanup.append("schemas dropped" if out.returncode == 0 else f"schemas: {out.stderr.strip()}")
         else:
@@ -872,6 +1018,11 @@ def smoke(binary: Path, compose: dict, logdir: Path) -> None:
             cleanup.append("stream deleted")
         except OSError as err:
             cleanup.append(f"stream {namespace.upper()}: {err}")
+        if uses_redis:
+            try:
+                cleanup.append(f"{redis_delete_prefix(redis, redis_prefix)} Redis key(s) deleted")
+            except OSError as err:
+                cleanup.append(f"Redis keys {redis_prefix}*: {err}")
         print(f"     smoke cleanup: {', '.join(cleanup)}")
 
 

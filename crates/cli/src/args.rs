@@ -213,3 +213,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub services: ServiceConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

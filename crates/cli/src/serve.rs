@@ -30,7 +30,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             .find(|s| s.name() == args.service)
         else {
             bail!(
-                "unknown service `{}`; expected gateway, users or notifications",
+                "unknown service `{}`; expected gateway, users, notifications or kv",
                 args.service
             );
         };

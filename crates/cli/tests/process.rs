@@ -610,3 +610,94 @@ async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_ef
     assert_eq!(texts.len(), USERS);
     assert!(stack.terminate().await.success());
 }
+
+/// Kills the process that consumes `kv.batch` part-way through a batch of
+/// 10,000 items: `flotilla up` itself on the embedded defaults, the kv
+/// process in process mode. The batch is then stored whole exactly once or
+/// not at all, and sending it again with the same id completes it.
+#[tokio::test]
+async fn a_crash_in_the_middle_of_a_10000_item_batch_stores_it_whole_once() {
+    const SIZE: i64 = 10_000;
+    let data = tempfile::tempdir().unwrap();
+    let processes = scale_out().is_some();
+    let extra: &[&str] = if processes { &["--processes"] } else { &[] };
+    let stack = up_with(data.path(), None, extra).await;
+    let client = reqwest::Client::new();
+    let batch = json!({"id": "crash-10000", "size": SIZE});
+    let url = format!("{}/kv/batch", stack.url);
+    // The request dies with the process, or times out: either is fine.
+    let sending = tokio::spawn(client.post(&url).json(&batch).send());
+
+    let status = format!("{}/kv/batches/crash-10000", stack.url);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let progress: Value = get_json(&client, &status).await;
+        if progress["received"].as_i64().is_some_and(|n| n >= 1_000) {
+            assert_eq!(progress["status"], "pending", "killed too late: {progress}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batch never started: {progress}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let marker = data.path().to_str().unwrap().to_owned();
+    let stack = if processes {
+        let kv = pids(&format!("serve kv .*{marker}"));
+        let kv = kv.first().expect("a kv process");
+        std::process::Command::new("kill")
+            .args(["-9", kv])
+            .status()
+            .unwrap();
+        stack
+    } else {
+        stack.crash().await;
+        up(data.path(), None).await
+    };
+    let _ = sending.await;
+
+    // Whole or not at all, whenever it is looked at.
+    let url = format!("{}/kv/batch", stack.url);
+    let status = format!("{}/kv/batches/crash-10000", stack.url);
+    let check = |body: &Value| match &body["status"] {
+        Value::String(s) if s == "done" => {
+            assert_eq!(body["items"].as_array().map(Vec::len), Some(SIZE as usize))
+        }
+        Value::String(s) if s == "pending" => assert!(body.get("items").is_none()),
+        // The gateway, while the only kv process is being restarted.
+        Value::Number(n) if n.as_u64() == Some(502) => {}
+        _ => panic!("unexpected {body}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        // A retry answers once the batch is stored (504 while it is not).
+        let retry = client.post(&url).json(&batch).send().await;
+        if let Ok(retry) = retry
+            && retry.status() == 200
+        {
+            break retry.json::<Value>().await.unwrap();
+        }
+        check(&get_json(&client, &status).await);
+        assert!(Instant::now() < deadline, "the batch never completed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (done["status"].as_str(), done["size"].as_i64()),
+        (Some("done"), Some(SIZE))
+    );
+    let stored = get_json(&client, &status).await;
+    check(&stored);
+    let keys: std::collections::HashSet<&str> = stored["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), SIZE as usize, "every item once");
+    let list = get_json(&client, &format!("{}/kv/batches", stack.url)).await;
+    let listed: Vec<&Value> = list["items"].as_array().unwrap().iter().collect();
+    assert_eq!(listed.len(), 1, "stored once: {list}");
+    assert_eq!(listed[0]["size"], SIZE);
+    assert!(stack.terminate().await.success());
+}

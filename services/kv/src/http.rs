@@ -164,15 +164,19 @@ impl From<Item> for ItemBody {
     }
 }
 
-/// A stored batch.
+/// A batch: stored whole (`done`), or still arriving (`pending`, with the
+/// count of items received so far and no items).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchBody {
     id: String,
-    /// Always `done`: only whole batches are stored.
+    /// `done` or `pending`.
     status: &'static str,
     size: i64,
-    /// RFC 3339, UTC.
-    stored_at: String,
+    /// RFC 3339, UTC; absent while pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     items: Option<Vec<ItemBody>>,
 }
@@ -183,7 +187,8 @@ impl From<Batch> for BatchBody {
             id: batch.id,
             status: "done",
             size: batch.size,
-            stored_at: batch.stored_at,
+            stored_at: Some(batch.stored_at),
+            received: None,
             items: None,
         }
     }
@@ -262,7 +267,8 @@ pub async fn batch(
             id: id.as_str().to_owned(),
             status: "done",
             size: i64::from(size),
-            stored_at,
+            stored_at: Some(stored_at),
+            received: None,
             items: None,
         })),
         Ok(Ok(Outcome::Failed { reason })) => Err(Error::Conflict(reason)),
@@ -334,7 +340,7 @@ pub async fn list_batches(
     }))
 }
 
-/// One stored batch with its items.
+/// One stored batch with its items, or the progress of one still arriving.
 #[utoipa::path(get, path = "/batches/{id}", params(("id" = String, Path)), responses(
     (status = 200, body = BatchBody),
     (status = 404, body = flotilla_kit::Problem),
@@ -344,7 +350,17 @@ pub async fn fetch_batch(
     Path(id): Path<String>,
 ) -> Result<Json<BatchBody>, Error> {
     let Some(batch) = state.store.batch(&id).await? else {
-        return Err(Error::NotFound(format!("no stored batch with id {id}")));
+        return match store::pending(&state.ctx.db, &id).await? {
+            Some((size, received)) => Ok(Json(BatchBody {
+                id,
+                status: "pending",
+                size,
+                stored_at: None,
+                received: Some(received),
+                items: None,
+            })),
+            None => Err(Error::NotFound(format!("no batch with id {id}"))),
+        };
     };
     let items = state.store.items(&id).await?;
     let mut body = BatchBody::from(batch);

@@ -29,6 +29,7 @@ use store::Store;
 
 /// How the kv service stores and waits.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "kv")]
 pub struct Config {
     /// How long `POST /kv/batch` waits for the batch's reply, in
     /// milliseconds, before answering 504.

@@ -133,6 +133,19 @@ pub async fn request_batch(
     Ok(Some(row.try_get(0)?))
 }
 
+/// A batch asked for and not stored yet: its size and the items received.
+pub async fn pending(db: &AnyPool, id: &str) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT r.size, COALESCE(p.received, 0) FROM batch_requests r \
+         LEFT JOIN batch_progress p ON p.batch_id = r.id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
+}
+
 fn batch(row: &sqlx::any::AnyRow) -> Result<Batch, sqlx::Error> {
     Ok(Batch {
         id: row.try_get(0)?,

@@ -124,6 +124,11 @@ async fn a_batch_nobody_consumes_times_out_with_504() {
     assert_eq!(problem["batch_id"], "late");
     let list: Value = app.get("/kv/batches").await.json().await.unwrap();
     assert_eq!(list["items"], json!([]));
+    let pending: Value = app.get("/kv/batches/late").await.json().await.unwrap();
+    assert_eq!(
+        pending,
+        json!({ "id": "late", "status": "pending", "size": 10, "received": 0 })
+    );
 }
 
 #[tokio::test]
