@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use cucumber::{World, given, then, when};
-use flotilla_tests::{TestApp, spawn_app};
+use flotilla_tests::{Feed, TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -16,6 +16,8 @@ struct Flotilla {
     last: Option<(u16, Value)>,
     /// The last user created.
     user_id: Option<String>,
+    /// The kv live feed, once connected.
+    feed: Option<Feed>,
 }
 
 impl fmt::Debug for Flotilla {
@@ -153,6 +155,100 @@ async fn every_service_pongs(world: &mut Flotilla, pong: String) {
         assert_eq!(entry["response"], pong.as_str(), "{name}");
         assert!(entry["time"].is_u64(), "{name}");
     }
+}
+
+#[given("the stack is running without a kv consumer, waiting 200 ms for batches")]
+async fn stack_without_kv_consumer(world: &mut Flotilla) {
+    let app = spawn_app_with(|args| {
+        args.services.kv.no_consumer = true;
+        args.services.kv.batch_timeout_ms = 200;
+    })
+    .await;
+    world.app = Some(app);
+}
+
+#[given("I am connected to the live feed")]
+async fn connect_feed(world: &mut Flotilla) {
+    world.feed = Some(world.app().websocket("/kv/ws").await);
+}
+
+#[when(expr = "I send the key {string} with the value {string} on a roundtrip")]
+async fn send_roundtrip(world: &mut Flotilla, key: String, value: String) {
+    let response = world
+        .app()
+        .post_json("/kv/roundtrip", &json!({ "key": key, "value": value }))
+        .await;
+    world.record(response).await;
+}
+
+#[then(expr = "{string} = {string} arrives on my websocket with my correlation id")]
+async fn arrives(world: &mut Flotilla, key: String, value: String) {
+    let id = world.last().1["correlation_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let feed = world.feed.as_mut().expect("connected to the feed");
+    let frame = feed.wait_for(&id, WAIT).await;
+    assert_eq!(
+        (frame["key"].as_str(), frame["value"].as_str()),
+        (Some(&*key), Some(&*value))
+    );
+}
+
+#[then(expr = "the key {string} is stored with the value {string}")]
+async fn stored(world: &mut Flotilla, key: String, value: String) {
+    let pair: Value = world
+        .app()
+        .get(&format!("/kv/pairs/{key}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pair["value"], value.as_str());
+}
+
+#[given(expr = "I sent a batch of {int} items with the id {string}")]
+#[when(expr = "I send a batch of {int} items with the id {string}")]
+async fn send_batch(world: &mut Flotilla, size: u64, id: String) {
+    let response = world
+        .app()
+        .post_json("/kv/batch", &json!({ "id": id, "size": size }))
+        .await;
+    world.record(response).await;
+}
+
+#[then(expr = "the batch is {string} with {int} items")]
+async fn batch_is(world: &mut Flotilla, status: String, size: i64) {
+    let body = &world.last().1;
+    assert_eq!(
+        (body["status"].as_str(), body["size"].as_i64()),
+        (Some(&*status), Some(size))
+    );
+}
+
+#[then(expr = "the stored batches list {string} once, with {int} items")]
+async fn listed_once(world: &mut Flotilla, id: String, size: i64) {
+    let list: Value = world.app().get("/kv/batches").await.json().await.unwrap();
+    let matching: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["id"] == id.as_str())
+        .collect();
+    assert_eq!(matching.len(), 1, "{list}");
+    assert_eq!(matching[0]["size"], size);
+}
+
+#[then(expr = "batch {string} holds {int} items")]
+async fn holds(world: &mut Flotilla, id: String, size: usize) {
+    let batch: Value = world
+        .app()
+        .get(&format!("/kv/batches/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["items"].as_array().map(Vec::len), Some(size));
 }
 
 #[tokio::main]

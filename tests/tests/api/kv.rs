@@ -212,3 +212,94 @@ async fn limits_are_422_problems_naming_the_field() {
     let list: Value = app.get("/kv/batches").await.json().await.unwrap();
     assert_eq!(list["items"], json!([]), "nothing stored");
 }
+
+#[tokio::test]
+async fn with_redis_pairs_and_batches_live_in_redis() {
+    let Ok(redis_url) = std::env::var("FLOTILLA_TEST_REDIS_URL") else {
+        eprintln!("skipped: set FLOTILLA_TEST_REDIS_URL to run the kv store on Redis");
+        return;
+    };
+    let prefix = format!("test:{}:", std::process::id());
+    let app = spawn_app_with(|args| {
+        args.backends.redis = Some(redis_url.clone());
+        args.services.kv.redis_prefix = prefix.clone();
+    })
+    .await;
+    let mut feed = app.websocket("/kv/ws").await;
+    let id = app.roundtrip("colour", "blue").await;
+    feed.wait_for(&id, WAIT).await;
+    let pair: Value = app.get("/kv/pairs/colour").await.json().await.unwrap();
+    assert_eq!(
+        (pair["value"].as_str(), pair["correlation_id"].as_str()),
+        (Some("blue"), Some(&*id))
+    );
+
+    let items: Vec<Value> = (0..200)
+        .rev()
+        .map(|i| json!({ "key": format!("k{i:03}"), "value": format!("v{i}") }))
+        .collect();
+    let done = app
+        .post_json("/kv/batch", &json!({ "id": "in-redis", "items": items }))
+        .await;
+    assert_eq!(done.status(), 200);
+    let second = app.post_json("/kv/batch", &json!({ "size": 3 })).await;
+    let second: Value = second.json().await.unwrap();
+    let list: Value = app.get("/kv/batches").await.json().await.unwrap();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [second["id"].as_str().unwrap(), "in-redis"],
+        "newest first"
+    );
+    let page: Value = app.get("/kv/batches?limit=1").await.json().await.unwrap();
+    let rest: Value = app
+        .get(&format!(
+            "/kv/batches?limit=1&after={}",
+            page["next"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"][0]["id"], "in-redis");
+    let batch: Value = app.get("/kv/batches/in-redis").await.json().await.unwrap();
+    let batch_items = batch["items"].as_array().unwrap();
+    assert_eq!(batch_items.len(), 200);
+    assert_eq!(
+        batch_items[0],
+        json!({ "key": "k000", "value": "v0" }),
+        "sorted by key"
+    );
+
+    // In Redis itself: a hash per pair and per batch, as in the seed.
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let value: String = redis::cmd("HGET")
+        .arg(format!("{prefix}pair:colour"))
+        .arg("value")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(value, "blue");
+    let fields: i64 = redis::cmd("HLEN")
+        .arg(format!("{prefix}batch:in-redis"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(fields, 200);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
