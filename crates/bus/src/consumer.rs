@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use rand::RngExt;
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Bus, BusError, Delivery, Message, Subscription, now_ms};
+
+/// Deliveries already waiting that are handled in one transaction at most.
+const TOGETHER: usize = 128;
 
 /// Why a handler did not handle a message.
 #[derive(Debug, thiserror::Error)]
@@ -120,11 +124,44 @@ impl Consumer {
         })
     }
 
-    /// Handles deliveries one at a time; a delivery cut short by shutdown is
-    /// dropped unsettled, and so redelivered.
+    /// Handles deliveries as they come: those already waiting together, in
+    /// one transaction, the others one at a time. A delivery cut short by
+    /// shutdown is dropped unsettled, and so redelivered.
     async fn run(self, mut subscription: Subscription) {
-        while let Some(delivery) = subscription.next().await {
-            self.process(delivery).await;
+        while let Some(first) = subscription.next().await {
+            let mut ready = vec![first];
+            while ready.len() < TOGETHER {
+                match subscription.next().now_or_never() {
+                    Some(Some(delivery)) => ready.push(delivery),
+                    _ => break,
+                }
+            }
+            if ready.len() == 1 {
+                self.process(ready.pop().expect("one")).await;
+            } else {
+                self.process_together(ready).await;
+            }
+        }
+    }
+
+    /// Applies `ready` in one transaction and acknowledges them all; if any
+    /// fails, nothing of them is kept and each goes its own way instead.
+    async fn process_together(&self, ready: Vec<Delivery>) {
+        let messages: Vec<&Message> = ready.iter().map(|d| &d.message).collect();
+        let applied = self.apply_all(&messages).await;
+        drop(messages);
+        match applied {
+            Ok(()) => {
+                for delivery in ready {
+                    let _ = delivery.ack().await;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(consumer = %self.name, %error, count = ready.len(), "a batch failed; handling its messages one by one");
+                for delivery in ready {
+                    self.process(delivery).await;
+                }
+            }
         }
     }
 
@@ -162,6 +199,35 @@ impl Consumer {
     /// The effect and the inbox record, in one transaction.
     async fn apply(&self, message: &Message) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
+        let fresh = self.apply_in(&mut tx, message).await?;
+        tx.commit().await?;
+        if fresh {
+            self.handler.committed();
+        }
+        Ok(())
+    }
+
+    /// The effects and inbox records of `ready`, in one transaction.
+    async fn apply_all(&self, messages: &[&Message]) -> Result<(), HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        let mut fresh = false;
+        for message in messages {
+            fresh |= self.apply_in(&mut tx, message).await?;
+        }
+        tx.commit().await?;
+        if fresh {
+            self.handler.committed();
+        }
+        Ok(())
+    }
+
+    /// Records `message` in the inbox and applies it, unless it was there:
+    /// true if it was applied.
+    async fn apply_in(
+        &self,
+        tx: &mut AnyConnection,
+        message: &Message,
+    ) -> Result<bool, HandlerError> {
         let fresh = sqlx::query(
             "INSERT INTO inbox (consumer, message_id, handled_at) VALUES ($1, $2, $3) \
              ON CONFLICT DO NOTHING",
@@ -174,15 +240,11 @@ impl Consumer {
         .rows_affected()
             == 1;
         if fresh {
-            self.handler.handle(&mut tx, message).await?;
+            self.handler.handle(tx, message).await?;
         } else {
             tracing::debug!(consumer = %self.name, id = %message.id, "duplicate delivery skipped");
         }
-        tx.commit().await?;
-        if fresh {
-            self.handler.committed();
-        }
-        Ok(())
+        Ok(fresh)
     }
 
     /// Records the message in the dead-letter table and, in the same

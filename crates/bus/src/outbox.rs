@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sqlx::{AnyConnection, AnyPool, Row};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -114,10 +114,16 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut publishing = JoinSet::new();
+        let (confirmed, marking) = mpsc::unbounded_channel();
+        publishing.spawn(mark_published(
+            self.pool.clone(),
+            marking,
+            in_flight.clone(),
+        ));
         let mut last_prune = 0;
         loop {
             let wake = self.waker.0.notified();
-            match self.pass(&in_flight, &mut publishing).await {
+            match self.pass(&in_flight, &confirmed, &mut publishing).await {
                 Ok(()) => {}
                 Err(error) => tracing::warn!(%error, "outbox relay pass failed"),
             }
@@ -145,6 +151,7 @@ impl Relay {
     async fn pass(
         &self,
         in_flight: &Arc<Mutex<HashSet<String>>>,
+        confirmed: &mpsc::UnboundedSender<String>,
         publishing: &mut JoinSet<()>,
     ) -> Result<(), sqlx::Error> {
         let mut after = String::new();
@@ -177,30 +184,55 @@ impl Relay {
                     payload: Bytes::from(payload),
                     reply_to: None,
                 };
-                let (bus, pool, in_flight) =
-                    (self.bus.clone(), self.pool.clone(), in_flight.clone());
+                let (bus, confirmed, in_flight) =
+                    (self.bus.clone(), confirmed.clone(), in_flight.clone());
                 publishing.spawn(async move {
                     let id = message.id.clone();
                     match bus.publish(message).await {
-                        Ok(()) => {
-                            let marked =
-                                sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2")
-                                    .bind(now_ms())
-                                    .bind(&id)
-                                    .execute(&pool)
-                                    .await;
-                            if let Err(error) = marked {
-                                tracing::warn!(%error, %id, "could not mark outbox message published");
-                            }
+                        // Marked by `mark_published`, which then forgets it.
+                        Ok(()) => drop(confirmed.send(id)),
+                        Err(error) => {
+                            tracing::warn!(%error, %id, "publish failed; will retry");
+                            in_flight.lock().unwrap().remove(&id);
                         }
-                        Err(error) => tracing::warn!(%error, %id, "publish failed; will retry"),
                     }
-                    in_flight.lock().unwrap().remove(&id);
                 });
             }
             if !full {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Ids marked published per statement.
+const MARK_CHUNK: usize = 500;
+
+/// Marks confirmed messages published, as many per statement as have been
+/// confirmed meanwhile: one write for a burst instead of one per message.
+async fn mark_published(
+    pool: AnyPool,
+    mut confirmed: mpsc::UnboundedReceiver<String>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+) {
+    let mut ids = Vec::with_capacity(MARK_CHUNK);
+    while confirmed.recv_many(&mut ids, MARK_CHUNK).await > 0 {
+        let placeholders: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "UPDATE outbox SET published_at = $1 WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+        for id in &ids {
+            query = query.bind(id.clone());
+        }
+        if let Err(error) = query.execute(&pool).await {
+            // Published again by a later pass; consumers de-duplicate.
+            tracing::warn!(%error, count = ids.len(), "could not mark outbox messages published");
+        }
+        let mut in_flight = in_flight.lock().unwrap();
+        for id in ids.drain(..) {
+            in_flight.remove(&id);
         }
     }
 }

@@ -206,3 +206,84 @@ async fn permanent_failures_are_dead_lettered_at_once() {
     assert_eq!(dead_letters(&db).await.unwrap()[0].error, "bad payload");
     shutdown.cancel();
 }
+
+/// Records each message, refuses the payload `bad` for good, and counts
+/// committed transactions.
+struct RefuseBad {
+    commits: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl Handler for RefuseBad {
+    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO effects (message_id) VALUES ($1)")
+            .bind(&message.id)
+            .execute(&mut *tx)
+            .await?;
+        if &message.payload[..] == b"bad" {
+            return Err(HandlerError::Permanent("bad payload".into()));
+        }
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn waiting_messages_share_a_transaction_and_a_bad_one_spoils_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "c.db").await;
+    let bus = MemoryBus::default();
+    // Published before the consumer runs, so that they wait together.
+    let messages: Vec<Message> = (0..300)
+        .map(|i| {
+            Message::new(
+                "thing.made",
+                if i == 150 {
+                    "bad".to_owned()
+                } else {
+                    format!("{i}")
+                },
+            )
+        })
+        .collect();
+    let subscription = bus.subscribe("thing.made", "c").await.unwrap();
+    drop(subscription);
+    let publishing: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let (bus, m) = (bus.clone(), m.clone());
+            tokio::spawn(async move { bus.publish(m).await.unwrap() })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let commits = Arc::new(AtomicU32::new(0));
+    let handler = RefuseBad {
+        commits: commits.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let run = Consumer::new("c", db.clone(), handler)
+        .subscribe(&bus, "thing.made", shutdown.clone())
+        .await
+        .unwrap();
+    tokio::spawn(run);
+    futures::future::join_all(publishing).await;
+
+    let mut good: Vec<String> = messages
+        .iter()
+        .filter(|m| &m.payload[..] != b"bad")
+        .map(|m| m.id.clone())
+        .collect();
+    good.sort();
+    assert_eq!(effects(&db).await, good, "every good message once");
+    let dead = dead_letters(&db).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message_id, messages[150].id);
+    // The batch holding the bad message is handled one message at a time;
+    // the others in a transaction each.
+    let commits = commits.load(Ordering::SeqCst);
+    assert!(commits < 299 - 100, "{commits} transactions for 299 messages");
+    shutdown.cancel();
+}

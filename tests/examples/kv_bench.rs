@@ -1,0 +1,175 @@
+//! Benchmark of the kv service through the gateway of a running stack,
+//! next to its anchors, direct inserts into the same database:
+//!
+//! - roundtrip latency, from the start of `POST /kv/roundtrip` to the pair's
+//!   arrival on `/kv/ws`, at a steady rate; anchor: one single-row insert
+//!   (its own transaction) at a time;
+//! - the time of `POST /kv/batch` for N items, until its reply; anchor: N
+//!   rows inserted in one transaction.
+//!
+//!   kv_bench <gateway URL> <database URL> [rate/s] [seconds] [batch size]
+//!
+//! The database URL is the kv service's own: `sqlite://DATA/kv.db`, or
+//! `postgres://…?options=-csearch_path%3D<schema>`. The anchors write a
+//! table of their own there, `bench_anchor`, dropped afterwards.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (url, db) = (args[1].trim_end_matches('/').to_owned(), args[2].clone());
+    let rate: u64 = args.get(3).map_or(Ok(1000), |a| a.parse())?;
+    let seconds: u64 = args.get(4).map_or(Ok(10), |a| a.parse())?;
+    let batch: u64 = args.get(5).map_or(Ok(10_000), |a| a.parse())?;
+    let run = std::process::id();
+
+    // Roundtrips at a steady rate; the key tells the frame's roundtrip.
+    let ws_url = format!("{}/kv/ws", url.replacen("http", "ws", 1));
+    let (socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let (mut sink, mut frames) = socket.split();
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let reader = {
+        let (sent, latencies) = (sent.clone(), latencies.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = frames.next().await {
+                if let Message::Text(text) = frame {
+                    let arrived = Instant::now();
+                    let frame: Value = serde_json::from_str(&text).unwrap_or_default();
+                    let key = frame["key"].as_str().unwrap_or_default();
+                    if let Some(start) = sent.lock().unwrap().remove(key) {
+                        latencies.lock().unwrap().push(arrived - start);
+                    }
+                }
+            }
+        })
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let total = rate * seconds;
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for i in 0..total {
+        ticks.tick().await;
+        let key = format!("bench-{run}-{i}");
+        sent.lock().unwrap().insert(key.clone(), Instant::now());
+        let (client, url) = (client.clone(), url.clone());
+        requests.spawn(async move {
+            let body = json!({ "key": key, "value": "v" });
+            let response = client
+                .post(format!("{url}/kv/roundtrip"))
+                .json(&body)
+                .send()
+                .await;
+            matches!(response, Ok(r) if r.status() == 202)
+        });
+    }
+    let accepted = requests
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    let offered = total as f64 / started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sent.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lost = sent.lock().unwrap().len();
+    let _ = sink.close().await;
+    reader.abort();
+    let mut rt = std::mem::take(&mut *latencies.lock().unwrap());
+    rt.sort_unstable();
+
+    // One batch, until its reply.
+    let id = format!("bench-{run}");
+    let batch_started = Instant::now();
+    let reply = client
+        .post(format!("{url}/kv/batch"))
+        .json(&json!({ "id": id, "size": batch }))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await?;
+    let batch_time = batch_started.elapsed();
+    anyhow::ensure!(reply.status() == 200, "batch: {}", reply.text().await?);
+
+    // The anchors, in the same database.
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db).await?;
+    sqlx::query("DROP TABLE IF EXISTS bench_anchor")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("CREATE TABLE bench_anchor (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        .execute(&mut conn)
+        .await?;
+    let mut single = Vec::new();
+    for i in 0..1000 {
+        let start = Instant::now();
+        sqlx::query("INSERT INTO bench_anchor (key, value) VALUES ($1, $2)")
+            .bind(format!("single-{i}"))
+            .bind("v")
+            .execute(&mut conn)
+            .await?;
+        single.push(start.elapsed());
+    }
+    single.sort_unstable();
+    let bulk_started = Instant::now();
+    let mut tx = conn.begin().await?;
+    for i in 0..batch {
+        sqlx::query("INSERT INTO bench_anchor (key, value) VALUES ($1, $2)")
+            .bind(format!("item-{i:06}"))
+            .bind(format!("value-{i:06}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let bulk = bulk_started.elapsed();
+    sqlx::query("DROP TABLE bench_anchor")
+        .execute(&mut conn)
+        .await?;
+
+    let (p50, p99) = (percentile(&rt, 0.5), percentile(&rt, 0.99));
+    let (s50, s99) = (percentile(&single, 0.5), percentile(&single, 0.99));
+    println!(
+        "roundtrip  {accepted}/{total} accepted at {offered:.0}/s, {} arrived, {lost} lost",
+        rt.len()
+    );
+    println!(
+        "           HTTP -> websocket p50 {:.2} ms  p99 {:.2} ms | single-row insert p50 {:.3} ms  p99 {:.3} ms | ratio p50 {:.1}x  p99 {:.1}x",
+        ms(p50),
+        ms(p99),
+        ms(s50),
+        ms(s99),
+        ms(p50) / ms(s50),
+        ms(p99) / ms(s99),
+    );
+    println!(
+        "batch      {batch} items stored whole in {:.0} ms | {batch}-row insert in one transaction {:.0} ms | ratio {:.1}x",
+        ms(batch_time),
+        ms(bulk),
+        ms(batch_time) / ms(bulk),
+    );
+    Ok(())
+}
