@@ -284,6 +284,9 @@ async fn waiting_messages_share_a_transaction_and_a_bad_one_spoils_none() {
     // The batch holding the bad message is handled one message at a time;
     // the others in a transaction each.
     let commits = commits.load(Ordering::SeqCst);
-    assert!(commits < 299 - 100, "{commits} transactions for 299 messages");
+    assert!(
+        commits < 299 - 100,
+        "{commits} transactions for 299 messages"
+    );
     shutdown.cancel();
 }
