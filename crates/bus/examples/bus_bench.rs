@@ -12,7 +12,9 @@
 //! that does not answer is skipped. Each run publishes with up to WINDOW
 //! publishes in flight and one consumer acknowledging every message; the
 //! brokers' paths run twice each, alternating (raw, flotilla, flotilla, raw),
-//! and the better of the two runs is reported.
+//! and the better of the two runs is reported. The raw NATS client is given
+//! the same guarantees as flotilla (message ids for de-duplication, idle
+//! heartbeats); a bare run without them follows for reference.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +40,7 @@ fn latency(epoch: Instant, payload: &[u8]) -> Duration {
     Duration::from_nanos(epoch.elapsed().as_nanos() as u64 - sent)
 }
 
+#[derive(Clone)]
 struct Run {
     per_second: f64,
     p50: Duration,
@@ -101,10 +104,14 @@ async fn raw_channel(n: usize) -> Run {
     summarize(n, epoch.elapsed(), latencies)
 }
 
-/// async-nats alone, with the guarantees flotilla gives: JetStream publish
-/// with PubAck and a `Nats-Msg-Id` for de-duplication, a durable pull
-/// consumer with explicit acks.
-async fn raw_nats(url: &str, n: usize) -> Run {
+/// async-nats alone, with the guarantees flotilla gives and used the way
+/// the bus uses it: the same stream settings (file storage, a two-minute
+/// de-duplication window), each publish carrying a `Nats-Msg-Id` and
+/// waiting for its PubAck in a task of its own, a durable pull consumer with
+/// explicit acks and idle heartbeats. `bare` drops the message id (so the
+/// server tracks no duplicates) and the heartbeats: less than flotilla
+/// promises, shown for reference.
+async fn raw_nats(url: &str, n: usize, bare: bool) -> Run {
     use async_nats::jetstream::{self, consumer::pull, stream};
     let client = async_nats::connect(url).await.expect("NATS");
     let js = jetstream::new(client);
@@ -113,34 +120,56 @@ async fn raw_nats(url: &str, n: usize) -> Run {
         .get_or_create_stream(stream::Config {
             name: name.clone(),
             subjects: vec![format!("rawbench{}.>", std::process::id())],
+            storage: stream::StorageType::File,
+            duplicate_window: if bare {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(120)
+            },
             ..Default::default()
         })
         .await
         .expect("stream");
+    let subject = format!("rawbench{}.x", std::process::id());
     let consumer = s
         .get_or_create_consumer(
             "bench",
             pull::Config {
                 durable_name: Some("bench".into()),
+                filter_subject: subject.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ..Default::default()
             },
         )
         .await
         .expect("consumer");
-    let mut messages = consumer.messages().await.expect("messages");
+    let mut messages = if bare {
+        consumer.messages().await
+    } else {
+        consumer
+            .stream()
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+    }
+    .expect("messages");
     let epoch = Instant::now();
     let window = Arc::new(Semaphore::new(WINDOW));
-    let subject = format!("rawbench{}.x", std::process::id());
     let publisher = {
         let js = js.clone();
         tokio::spawn(async move {
             for _ in 0..n {
                 let permit = window.clone().acquire_owned().await.unwrap();
-                let ack = js
-                    .publish(subject.clone(), stamp(epoch))
-                    .await
-                    .expect("publish");
+                let (js, subject) = (js.clone(), subject.clone());
                 tokio::spawn(async move {
+                    let mut headers = async_nats::HeaderMap::new();
+                    if !bare {
+                        headers.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+                    }
+                    let ack = js
+                        .publish_with_headers(subject, headers, stamp(epoch))
+                        .await
+                        .expect("publish");
                     ack.await.expect("PubAck");
                     drop(permit);
                 });
@@ -294,16 +323,22 @@ async fn main() {
         Ok(bus) => {
             // Each measured twice, alternating, the better run kept: the
             // first run of a broker warms it up for the second.
-            let raw_a = raw_nats(&nats_url, n).await;
+            let raw_a = raw_nats(&nats_url, n, false).await;
             let ours_a = through_bus(Arc::new(bus.clone()), "bench.nats", n).await;
             let ours_b = through_bus(Arc::new(bus.clone()), "bench.nats2", n).await;
-            let raw_b = raw_nats(&nats_url, n).await;
+            let raw_b = raw_nats(&nats_url, n, false).await;
+            let bare = best(
+                raw_nats(&nats_url, n, true).await,
+                raw_nats(&nats_url, n, true).await,
+            );
             let raw = best(raw_a, raw_b);
             let ours = best(ours_a, ours_b);
             row("async-nats alone", &raw);
             row("flotilla nats", &ours);
+            row("async-nats bare", &bare);
             let _ = bus.delete_stream().await;
-            ratios.push(("nats", ours, raw));
+            ratios.push(("nats", ours.clone(), raw));
+            ratios.push(("nats (vs bare)", ours, bare));
         }
         Err(error) => println!("nats skipped: {error}"),
     }
