@@ -211,14 +211,16 @@ impl Feed {
         }
     }
 
-    /// Reads frames until every roundtrip of `ids` has arrived.
+    /// Reads frames until every roundtrip of `ids` has arrived, each once.
     pub async fn wait_for_all(&mut self, ids: &[String], timeout: Duration) {
         let mut missing: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         let deadline = Instant::now() + timeout;
         while !missing.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             let frame = self.next_json(left).await;
-            missing.remove(frame["correlation_id"].as_str().unwrap_or_default());
+            let id = frame["correlation_id"].as_str().unwrap_or_default();
+            let ours = ids.iter().any(|i| i == id);
+            assert!(missing.remove(id) || !ours, "roundtrip {id} arrived twice");
         }
     }
 

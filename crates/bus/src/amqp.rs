@@ -179,6 +179,38 @@ impl AmqpBus {
         }
         Ok(confirm.take_message().is_none())
     }
+
+    /// A server-named queue of a channel of its own, consumed without
+    /// acknowledgement and deleted with the channel: for replies and
+    /// listeners.
+    async fn private_queue(&self) -> Result<(Channel, ShortString, lapin::Consumer), BusError> {
+        let channel = self.connection.create_channel().await.map_err(backend)?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(backend)?;
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(backend)?;
+        Ok((channel, queue.name().clone(), consumer))
+    }
 }
 
 /// A NATS-style subject pattern as an AMQP topic binding key.
@@ -289,38 +321,13 @@ impl Bus for AmqpBus {
     }
 
     async fn listen(&self, subject: &str) -> Result<Subscription, BusError> {
-        // A server-named queue of this connection's own, gone with it.
-        let channel = self.connection.create_channel().await.map_err(backend)?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(backend)?;
+        let (channel, queue, consumer) = self.private_queue().await?;
         channel
             .queue_bind(
-                queue.name().clone(),
+                queue,
                 self.exchange(),
                 binding_key(subject).into(),
                 QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(backend)?;
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
                 FieldTable::default(),
             )
             .await
@@ -337,33 +344,9 @@ impl Bus for AmqpBus {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Message, BusError> {
-        let channel = self.connection.create_channel().await.map_err(backend)?;
-        let inbox = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(backend)?;
-        let mut replies = channel
-            .basic_consume(
-                inbox.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(backend)?;
+        let (channel, inbox, mut replies) = self.private_queue().await?;
         let mut request = Message::new(subject, payload);
-        request.reply_to = Some(inbox.name().to_string());
+        request.reply_to = Some(inbox.to_string());
         let answered = tokio::time::timeout(timeout, async {
             if !self.send(self.exchange(), &request, true).await? {
                 return Err(BusError::NoResponders(subject.to_owned()));

@@ -4,6 +4,7 @@
 //! hears every message, whichever instance stored it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flotilla_bus::{Bus, BusError, Subscription};
@@ -23,6 +24,10 @@ pub struct Live {
     /// Stored pairs as JSON text, ready to send.
     feed: broadcast::Sender<Arc<str>>,
     waiters: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<Outcome>>>>>,
+    /// Set by the first instance to start: the instances of one process
+    /// share one listener of each subject, or each frame would go out once
+    /// per instance.
+    listening: Arc<AtomicBool>,
 }
 
 impl Default for Live {
@@ -30,6 +35,7 @@ impl Default for Live {
         Self {
             feed: broadcast::channel(FEED_BUFFER).0,
             waiters: Arc::default(),
+            listening: Arc::default(),
         }
     }
 }
@@ -42,6 +48,9 @@ impl Live {
         tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<(), BusError> {
+        if self.listening.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
         let stored = bus.listen(StoredV1::SUBJECT).await?;
         let replies = bus.listen(BatchReplyV1::SUBJECT).await?;
         let this = self.clone();
