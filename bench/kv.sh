@@ -9,6 +9,7 @@
 #   RATE=1000 DURATION=10 BATCH=10000 PG_URL=postgres://… NATS_URL=nats://… bash bench/kv.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/up.sh
 
 RATE=${RATE:-1000}
 DURATION=${DURATION:-10}
@@ -24,19 +25,10 @@ trap cleanup EXIT
 
 run() { # label, database URL for the anchors, extra flags for up
     local label=$1 db=$2; shift 2
-    RUST_LOG=warn target/release/flotilla up --port 0 --data "$work/$label" \
-        --kv-batch-timeout-ms 600000 "$@" > "$work/up.out" 2>/dev/null &
-    pid=$!
-    local url=""
-    for _ in $(seq 1 100); do
-        url=$(awk '/^gateway/ { print $2 }' "$work/up.out")
-        [[ -n $url ]] && break
-        sleep 0.1
-    done
-    [[ -n $url ]] || { echo "flotilla up did not start ($label)" >&2; exit 1; }
+    start_up "$work/$label" --kv-batch-timeout-ms 600000 "$@"
     echo "== $label"
     target/release/examples/kv_bench "$url" "$db" "$RATE" "$DURATION" "$BATCH"
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+    stop_up
 }
 
 echo "$RATE roundtrips/s for ${DURATION} s, then one batch of $BATCH items"

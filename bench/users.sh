@@ -7,6 +7,7 @@
 #   PG_URL=postgres://… DURATION=10s CONNS=64 bash bench/users.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/up.sh
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
@@ -41,22 +42,14 @@ measure() {
 
 run() { # label, extra flags for up
     local label=$1; shift
-    RUST_LOG=warn target/release/flotilla up --port 0 --data "$work/$label" "$@" > "$work/up.out" 2>/dev/null &
-    pid=$!
-    local url=""
-    for _ in $(seq 1 100); do
-        url=$(awk '/^gateway/ { print $2 }' "$work/up.out")
-        [[ -n $url ]] && break
-        sleep 0.1
-    done
-    [[ -n $url ]] || { echo "flotilla up did not start ($label)" >&2; exit 1; }
+    start_up "$work/$label" "$@"
     local id
     id=$(curl -s -X POST "$url/users" -H 'content-type: application/json' \
         -d "{\"name\":\"probe\",\"email\":\"probe-$label@example.com\"}" | sed 's/.*"id":"\([^"]*\)".*/\1/')
     read -r post_rps post_p99 < <(measure -s "$work/post.lua" "$url/")
     read -r get_rps get_p99 < <(measure "$url/users/$id")
     printf "%-12s %12s %10s %12s %10s\n" "$label" "$post_rps" "$post_p99" "$get_rps" "$get_p99"
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+    stop_up
 }
 
 echo "wrk -t2 -c$CONNS -d$DURATION through the gateway"

@@ -194,9 +194,9 @@ impl From<Batch> for BatchBody {
     }
 }
 
-/// Stores a batch: publishes its items one message each on `kv.batch`, and
-/// answers once the consumer has stored the last one, all in one
-/// transaction, and replied on `kv.batch.reply`.
+/// Stores a batch whole: publishes its items, one message each, on
+/// `kv.batch`, and answers once the consumer that got the last one has
+/// stored the batch and replied on `kv.batch.reply`.
 #[utoipa::path(post, path = "/batch", request_body = BatchRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "The batch id, if not in the body")),
     responses(
