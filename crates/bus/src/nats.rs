@@ -29,6 +29,9 @@ pub struct NatsConfig {
     pub ack_wait: Duration,
     /// Stream replicas (1 on a single server, 3 on a cluster).
     pub replicas: usize,
+    /// How long the stream keeps a message, acknowledged or not. Set when
+    /// the stream is created; an existing stream keeps its settings.
+    pub max_age: Duration,
 }
 
 impl Default for NatsConfig {
@@ -38,6 +41,7 @@ impl Default for NatsConfig {
             prefix: "flotilla".to_owned(),
             ack_wait: Duration::from_secs(30),
             replicas: 1,
+            max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -81,6 +85,7 @@ impl NatsBus {
                 storage: stream::StorageType::File,
                 num_replicas: config.replicas,
                 duplicate_window: Duration::from_secs(120),
+                max_age: config.max_age,
                 ..Default::default()
             })
             .await

@@ -60,7 +60,8 @@ impl Backend {
             stream: format!("TEST_{tag}"),
             prefix: format!("t{tag}"),
             ack_wait: ACK_WAIT,
-            replicas: 1,
+            max_age: Duration::from_secs(3600),
+            ..NatsConfig::default()
         };
         let nats = NatsBus::connect(&url, config)
             .await
@@ -371,6 +372,31 @@ macro_rules! ack_wait {
             }
         }
     )*};
+}
+
+/// The stream is created with the retention it is given: without a limit,
+/// subjects that are only listened to would fill it for ever.
+#[tokio::test]
+async fn the_nats_stream_keeps_messages_for_its_max_age() {
+    let Ok(url) = std::env::var("FLOTILLA_TEST_NATS_URL") else {
+        eprintln!("skipped: set FLOTILLA_TEST_NATS_URL to run against NATS JetStream");
+        return;
+    };
+    let name = format!("TEST_AGE{}", std::process::id());
+    let config = NatsConfig {
+        stream: name.clone(),
+        prefix: format!("tage{}", std::process::id()),
+        max_age: Duration::from_secs(5 * 3600),
+        ..NatsConfig::default()
+    };
+    let bus = NatsBus::connect(&url, config)
+        .await
+        .expect("NATS reachable");
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let mut stream = js.get_stream(&name).await.unwrap();
+    let max_age = stream.info().await.unwrap().config.max_age;
+    bus.delete_stream().await.unwrap();
+    assert_eq!(max_age, Duration::from_secs(5 * 3600));
 }
 
 mod ack_wait_expiry {

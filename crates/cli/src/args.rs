@@ -64,6 +64,10 @@ pub struct Backends {
     /// it (to another instance if its consumer died), in milliseconds.
     #[arg(long, default_value_t = 30_000, env = "FLOTILLA_BUS_ACK_WAIT_MS")]
     pub bus_ack_wait_ms: u64,
+    /// NATS: how long the stream keeps a message, in hours, consumed or not
+    /// (a stream without a limit grows for ever with subjects only listened to).
+    #[arg(long, default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..), env = "FLOTILLA_BUS_RETENTION_HOURS")]
+    pub bus_retention_hours: u64,
     /// Redis URL (`redis://…`): the gateway's rate-limit buckets, shared
     /// with every other gateway using the same Redis.
     #[arg(long, value_name = "URL", env = "FLOTILLA_REDIS")]
@@ -80,6 +84,7 @@ impl Backends {
             bus: None,
             bus_namespace: "flotilla".to_owned(),
             bus_ack_wait_ms: 30_000,
+            bus_retention_hours: 168,
             redis: None,
         }
     }
@@ -129,6 +134,7 @@ impl Backends {
             stream: namespace.to_uppercase(),
             prefix: namespace.to_owned(),
             ack_wait,
+            max_age: Duration::from_secs(self.bus_retention_hours * 3600),
             ..NatsConfig::default()
         };
         let bus = NatsBus::connect(url, config)

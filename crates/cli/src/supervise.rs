@@ -38,6 +38,10 @@ fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Comman
             &args.backends.bus_ack_wait_ms.to_string(),
         ])
         .args([
+            "--bus-retention-hours",
+            &args.backends.bus_retention_hours.to_string(),
+        ])
+        .args([
             "--slack-max-attempts",
             &args.services.notifications.max_attempts.to_string(),
         ])
