@@ -112,7 +112,7 @@ impl Relay {
     /// Runs until `shutdown`; messages still in flight then stay staged and
     /// are published by the next run.
     pub async fn run(self, shutdown: CancellationToken) {
-        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let in_flight: Arc<Mutex<InFlight>> = Arc::default();
         let mut publishing = JoinSet::new();
         let (confirmed, marking) = mpsc::unbounded_channel();
         publishing.spawn(mark_published(
@@ -150,10 +150,11 @@ impl Relay {
     /// Starts publishing every staged message that is not already in flight.
     async fn pass(
         &self,
-        in_flight: &Arc<Mutex<HashSet<String>>>,
+        in_flight: &Arc<Mutex<InFlight>>,
         confirmed: &mpsc::UnboundedSender<String>,
         publishing: &mut JoinSet<()>,
     ) -> Result<(), sqlx::Error> {
+        in_flight.lock().unwrap().forget_marked();
         let mut after = String::new();
         loop {
             let rows = sqlx::query(
@@ -171,7 +172,7 @@ impl Relay {
             let full = rows.len() as i64 == BATCH;
             for row in rows {
                 let id: String = row.try_get("id")?;
-                if !in_flight.lock().unwrap().insert(id.clone()) {
+                if !in_flight.lock().unwrap().ids.insert(id.clone()) {
                     continue;
                 }
                 let headers: String = row.try_get("headers")?;
@@ -193,7 +194,7 @@ impl Relay {
                         Ok(()) => drop(confirmed.send(id)),
                         Err(error) => {
                             tracing::warn!(%error, %id, "publish failed; will retry");
-                            in_flight.lock().unwrap().remove(&id);
+                            in_flight.lock().unwrap().ids.remove(&id);
                         }
                     }
                 });
@@ -208,12 +209,30 @@ impl Relay {
 /// Ids marked published per statement.
 const MARK_CHUNK: usize = 500;
 
+/// The messages a relay is publishing or marking, which its passes skip.
+#[derive(Default)]
+struct InFlight {
+    ids: HashSet<String>,
+    /// Marked published, and so no longer selected by a pass that starts
+    /// now; a pass that started before the mark may still see them.
+    marked: Vec<String>,
+}
+
+impl InFlight {
+    /// Called as a pass starts, before it reads the outbox.
+    fn forget_marked(&mut self) {
+        for id in std::mem::take(&mut self.marked) {
+            self.ids.remove(&id);
+        }
+    }
+}
+
 /// Marks confirmed messages published, as many per statement as have been
 /// confirmed meanwhile: one write for a burst instead of one per message.
 async fn mark_published(
     pool: AnyPool,
     mut confirmed: mpsc::UnboundedReceiver<String>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    in_flight: Arc<Mutex<InFlight>>,
 ) {
     let mut ids = Vec::with_capacity(MARK_CHUNK);
     while confirmed.recv_many(&mut ids, MARK_CHUNK).await > 0 {
@@ -230,9 +249,6 @@ async fn mark_published(
             // Published again by a later pass; consumers de-duplicate.
             tracing::warn!(%error, count = ids.len(), "could not mark outbox messages published");
         }
-        let mut in_flight = in_flight.lock().unwrap();
-        for id in ids.drain(..) {
-            in_flight.remove(&id);
-        }
+        in_flight.lock().unwrap().marked.append(&mut ids);
     }
 }
