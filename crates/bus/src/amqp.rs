@@ -317,6 +317,7 @@ impl Bus for AmqpBus {
         Ok(Subscription::new(AmqpSource {
             consumer,
             _channel: channel,
+            acked: true,
         }))
     }
 
@@ -332,9 +333,10 @@ impl Bus for AmqpBus {
             )
             .await
             .map_err(backend)?;
-        Ok(Subscription::new(AmqpListener {
+        Ok(Subscription::new(AmqpSource {
             consumer,
             _channel: channel,
+            acked: false,
         }))
     }
 
@@ -366,6 +368,8 @@ impl Bus for AmqpBus {
 struct AmqpSource {
     consumer: lapin::Consumer,
     _channel: Channel,
+    /// False for a listener: its queue is consumed without acknowledgement.
+    acked: bool,
 }
 
 #[async_trait]
@@ -373,33 +377,13 @@ impl Source for AmqpSource {
     async fn next(&mut self) -> Option<Delivery> {
         loop {
             match self.consumer.next().await? {
-                Ok(delivery) => {
+                Ok(delivery) if self.acked => {
                     let (message, attempt) = unwrap(&delivery);
                     return Some(Delivery::new(message, attempt, AmqpAcker(delivery.acker)));
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "AMQP consumer error; recovering");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
-}
-
-/// Deliveries of a listener's queue, consumed without acknowledgement.
-struct AmqpListener {
-    consumer: lapin::Consumer,
-    _channel: Channel,
-}
-
-#[async_trait]
-impl Source for AmqpListener {
-    async fn next(&mut self) -> Option<Delivery> {
-        loop {
-            match self.consumer.next().await? {
                 Ok(delivery) => return Some(Delivery::new(unwrap(&delivery).0, 1, NoAck)),
                 Err(error) => {
-                    tracing::warn!(%error, "AMQP listener error; recovering");
+                    tracing::warn!(%error, "AMQP consumer error; recovering");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
