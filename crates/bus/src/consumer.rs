@@ -167,7 +167,7 @@ impl Consumer {
 
     async fn process(&self, delivery: Delivery) {
         let id = delivery.message.id.clone();
-        match self.apply(&delivery.message).await {
+        match self.apply_all(&[&delivery.message]).await {
             Ok(()) => {
                 let _ = delivery.ack().await;
             }
@@ -196,18 +196,7 @@ impl Consumer {
         }
     }
 
-    /// The effect and the inbox record, in one transaction.
-    async fn apply(&self, message: &Message) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        let fresh = self.apply_in(&mut tx, message).await?;
-        tx.commit().await?;
-        if fresh {
-            self.handler.committed();
-        }
-        Ok(())
-    }
-
-    /// The effects and inbox records of `ready`, in one transaction.
+    /// The effects and inbox records of `messages`, in one transaction.
     async fn apply_all(&self, messages: &[&Message]) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
         let mut fresh = false;

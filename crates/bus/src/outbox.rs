@@ -24,19 +24,7 @@ const RETENTION_MS: i64 = 60 * 60 * 1000;
 
 /// Writes `message` into the outbox inside the caller's transaction.
 pub async fn stage(conn: &mut AnyConnection, message: &Message) -> Result<(), sqlx::Error> {
-    let headers = serde_json::to_string(&message.headers).expect("string map serializes");
-    let payload = String::from_utf8_lossy(&message.payload);
-    sqlx::query(
-        "INSERT INTO outbox (id, subject, headers, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&message.id)
-    .bind(&message.subject)
-    .bind(headers)
-    .bind(payload.as_ref())
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
-    Ok(())
+    stage_all(conn, std::slice::from_ref(message)).await
 }
 
 /// Rows per statement in [`stage_all`]: 5 parameters each stays far below
