@@ -146,6 +146,16 @@ pub async fn pending(db: &AnyPool, id: &str) -> Result<Option<(i64, i64)>, sqlx:
         .transpose()
 }
 
+/// A batch from its Redis metadata, `"<size> <stored_at>"`.
+fn from_meta(id: &str, meta: &str) -> Option<Batch> {
+    let (size, stored_at) = meta.split_once(' ')?;
+    Some(Batch {
+        id: id.to_owned(),
+        size: size.parse().ok()?,
+        stored_at: stored_at.to_owned(),
+    })
+}
+
 fn batch(row: &sqlx::any::AnyRow) -> Result<Batch, sqlx::Error> {
     Ok(Batch {
         id: row.try_get(0)?,
@@ -309,14 +319,7 @@ impl Store {
                     .clone()
                     .hget(Self::key(prefix, "batches", "meta"), id)
                     .await?;
-                Ok(meta.and_then(|meta| {
-                    let (size, stored_at) = meta.split_once(' ')?;
-                    Some(Batch {
-                        id: id.to_owned(),
-                        size: size.parse().ok()?,
-                        stored_at: stored_at.to_owned(),
-                    })
-                }))
+                Ok(meta.and_then(|meta| from_meta(id, &meta)))
             }
         }
     }
@@ -389,13 +392,24 @@ impl Store {
                         limit as isize,
                     )
                     .await?;
-                let mut page = Vec::with_capacity(members.len());
-                for member in members {
-                    let id = member.split_once('|').map_or(member.as_str(), |(_, id)| id);
-                    if let Some(batch) = self.batch(id).await? {
-                        page.push(batch);
-                    }
+                let ids: Vec<&str> = members
+                    .iter()
+                    .map(|member| member.split_once('|').map_or(member.as_str(), |(_, id)| id))
+                    .collect();
+                if ids.is_empty() {
+                    return Ok(Vec::new());
                 }
+                // One HMGET for the page, the sizes and times of every batch on it.
+                let metas: Vec<Option<String>> = redis::cmd("HMGET")
+                    .arg(Self::key(prefix, "batches", "meta"))
+                    .arg(&ids)
+                    .query_async(&mut redis.clone())
+                    .await?;
+                let page = ids
+                    .iter()
+                    .zip(metas)
+                    .filter_map(|(id, meta)| from_meta(id, &meta?))
+                    .collect();
                 Ok(page)
             }
         }
