@@ -41,8 +41,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
         args.backends.bus = Some(bus);
         args.backends.bus_namespace = tag;
     }
-    args.services.notifications.webhook_url = Some(slack.url.clone());
-    args.services.notifications.retry_base_ms = 20;
+    args.services.set("slack-webhook-url", &slack.url);
+    args.services.set("slack-retry-base-ms", "20");
     configure(&mut args);
     let stack = Stack::start(&args, CancellationToken::new())
         .await

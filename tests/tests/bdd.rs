@@ -160,8 +160,8 @@ async fn every_service_pongs(world: &mut Flotilla, pong: String) {
 #[given("the stack is running without a kv consumer, waiting 200 ms for batches")]
 async fn stack_without_kv_consumer(world: &mut Flotilla) {
     let app = spawn_app_with(|args| {
-        args.services.kv.no_consumer = true;
-        args.services.kv.batch_timeout_ms = 200;
+        args.services.set("kv-no-consumer", "true");
+        args.services.set("kv-batch-timeout-ms", "200");
     })
     .await;
     world.app = Some(app);

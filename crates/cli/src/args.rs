@@ -11,6 +11,8 @@ use flotilla_bus::nats::{NatsBus, NatsConfig};
 use flotilla_kit::db::Storage;
 use flotilla_kit::telemetry::LogFormat;
 
+use crate::registry::ServiceSettings;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "flotilla",
@@ -89,6 +91,13 @@ impl Backends {
         }
     }
 
+    /// What services may use of these settings.
+    pub fn shared(&self) -> flotilla_kit::Shared {
+        flotilla_kit::Shared {
+            redis: self.redis.clone(),
+        }
+    }
+
     /// The storage that `--db`, `--data` and `--db-schema-prefix` describe.
     pub fn storage(&self) -> anyhow::Result<Storage> {
         let storage = Storage::new(
@@ -162,16 +171,7 @@ pub struct UpArgs {
     #[arg(long, env = "FLOTILLA_PROCESSES")]
     pub processes: bool,
     #[command(flatten)]
-    pub services: ServiceConfig,
-}
-
-/// The settings of the services, the same for `up` and `serve`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServiceConfig {
-    #[command(flatten)]
-    pub notifications: flotilla_notifications::Config,
-    #[command(flatten)]
-    pub kv: flotilla_kv::Config,
+    pub services: ServiceSettings,
 }
 
 impl UpArgs {
@@ -183,14 +183,15 @@ impl UpArgs {
             backends: Backends::local(data),
             replicas: 1,
             processes: false,
-            services: ServiceConfig::default(),
+            services: ServiceSettings::default(),
         }
     }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// `gateway`, or the name of a service (`users`, `notifications`, `kv`).
+    /// `gateway`, or the name of a service.
+    #[arg(value_parser = crate::registry::serve_targets())]
     pub service: String,
     /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 0, env = "FLOTILLA_PORT")]
@@ -217,7 +218,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_THREADS")]
     pub threads: Option<usize>,
     #[command(flatten)]
-    pub services: ServiceConfig,
+    pub services: ServiceSettings,
 }
 
 #[cfg(test)]

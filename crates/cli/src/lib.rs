@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod register;
+pub mod registry;
 pub mod serve;
 pub mod stack;
 pub mod supervise;
@@ -12,24 +13,19 @@ use std::sync::Arc;
 
 use flotilla_kit::Service;
 
-pub use args::{Cli, Command, ServeArgs, ServiceConfig, UpArgs};
+pub use args::{Cli, Command, ServeArgs, UpArgs};
+pub use registry::{Entry, SERVICES, ServiceSettings};
 pub use stack::Stack;
 
-/// Every service flotilla runs, configured.
+/// Every service flotilla runs, built from its settings.
 pub fn services(
-    config: &ServiceConfig,
-    redis: Option<&str>,
-) -> anyhow::Result<Vec<Arc<dyn Service>>> {
-    Ok(vec![
-        Arc::new(flotilla_users::Users),
-        Arc::new(flotilla_notifications::Notifications::new(
-            config.notifications.clone(),
-        )?),
-        Arc::new(flotilla_kv::Kv::new(
-            config.kv.clone(),
-            redis.map(str::to_owned),
-        )),
-    ])
+    settings: &ServiceSettings,
+    shared: &flotilla_kit::Shared,
+) -> anyhow::Result<Vec<(&'static Entry, Arc<dyn Service>)>> {
+    registry::SERVICES
+        .iter()
+        .map(|entry| Ok((entry, entry.build(settings, shared)?)))
+        .collect()
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

@@ -25,19 +25,14 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let gateway = Gateway::new(config, args.config.clone()).await?;
         tasks.spawn(gateway.serve(listener, shutdown.clone()));
     } else {
-        let Some(service) = crate::services(&args.services, args.backends.redis.as_deref())?
-            .into_iter()
-            .find(|s| s.name() == args.service)
-        else {
-            bail!(
-                "unknown service `{}`; expected gateway, users, notifications or kv",
-                args.service
-            );
-        };
+        // clap accepts only the registered names.
+        let entry = crate::registry::find(&args.service).expect("a registered service");
+        let service = entry.build(&args.services, &args.backends.shared())?;
         let storage = args.backends.storage()?;
         let bus = args.backends.bus().await?;
         let shared_bus = args.backends.bus.is_some();
-        let prepared = runtime::prepare(service, &storage, bus, shutdown.clone()).await?;
+        let prepared =
+            runtime::prepare(entry.name, service, &storage, bus, shutdown.clone()).await?;
         prepared.start_instance(listener, &mut tasks).await?;
         if let Some(gateway) = &args.gateway {
             let url = args

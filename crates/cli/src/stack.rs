@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::UpArgs;
+use crate::{SERVICES, UpArgs};
 
 /// How long in-flight work may take to finish once shutdown begins.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -41,9 +41,10 @@ impl Stack {
         let bus = args.backends.bus().await?;
         let mut tasks = JoinSet::new();
         let mut prepared = Vec::new();
-        for service in crate::services(&args.services, args.backends.redis.as_deref())? {
-            prepared
-                .push(runtime::prepare(service, &storage, bus.clone(), shutdown.clone()).await?);
+        for (entry, service) in crate::services(&args.services, &args.backends.shared())? {
+            let service =
+                runtime::prepare(entry.name, service, &storage, bus.clone(), shutdown.clone());
+            prepared.push(service.await?);
         }
         let mut services = Vec::new();
         for service in &prepared {
@@ -100,16 +101,15 @@ impl Stack {
                 .clone()
                 .serve(gateway_listener, shutdown.clone()),
         );
-        let names: Vec<&'static str> =
-            crate::services(&args.services, args.backends.redis.as_deref())?
-                .iter()
-                .map(|s| s.name())
-                .collect();
-        for name in &names {
+        // Each service's settings are checked here, once, rather than by
+        // every child process that would exit on them.
+        crate::services(&args.services, &args.backends.shared())?;
+        let names: Vec<&'static str> = SERVICES.iter().map(|e| e.name).collect();
+        for entry in SERVICES {
             for _ in 0..args.replicas {
                 let supervised = crate::supervise::supervise(
                     args.clone(),
-                    name,
+                    entry,
                     gateway_url.clone(),
                     shutdown.clone(),
                 );

@@ -7,21 +7,23 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use crate::UpArgs;
 use crate::stack::GRACE;
+use crate::{Entry, UpArgs};
 
 /// Longest wait before a crashed instance is started again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The command line and environment of one instance of `service`. Secrets
-/// (database and bus URLs, the webhook) go through the environment, not
-/// the command line that `ps` shows.
-fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Command> {
+/// The command line and environment of one instance of `entry`: the
+/// backends, then every setting of the service that was given, forwarded
+/// generically. Secrets (database and bus URLs, secret settings) go through
+/// the environment, not the command line that `ps` shows.
+pub fn command(args: &UpArgs, entry: &Entry, gateway: &str) -> anyhow::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
+    let (settings, secrets) = args.services.forward(entry);
     command
         .args([
             "serve",
-            service,
+            entry.name,
             "--host",
             "127.0.0.1",
             "--port",
@@ -41,23 +43,8 @@ fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Comman
             "--bus-retention-hours",
             &args.backends.bus_retention_hours.to_string(),
         ])
-        .args([
-            "--slack-max-attempts",
-            &args.services.notifications.max_attempts.to_string(),
-        ])
-        .args([
-            "--slack-retry-base-ms",
-            &args.services.notifications.retry_base_ms.to_string(),
-        ])
-        .args([
-            "--slack-timeout-ms",
-            &args.services.notifications.timeout_ms.to_string(),
-        ])
-        .args([
-            "--kv-batch-timeout-ms",
-            &args.services.kv.batch_timeout_ms.to_string(),
-        ])
-        .args(["--kv-redis-prefix", &args.services.kv.redis_prefix])
+        .args(settings)
+        .envs(secrets)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -65,10 +52,6 @@ fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Comman
         ("FLOTILLA_DB", &args.backends.db),
         ("FLOTILLA_BUS", &args.backends.bus),
         ("FLOTILLA_REDIS", &args.backends.redis),
-        (
-            "FLOTILLA_SLACK_WEBHOOK_URL",
-            &args.services.notifications.webhook_url,
-        ),
     ] {
         match value {
             Some(value) => command.env(name, value),
@@ -78,18 +61,19 @@ fn command(args: &UpArgs, service: &str, gateway: &str) -> anyhow::Result<Comman
     Ok(command)
 }
 
-/// Keeps one instance of `service` running until `shutdown`, then stops it
+/// Keeps one instance of `entry` running until `shutdown`, then stops it
 /// with SIGTERM (SIGKILL after the grace period).
 pub async fn supervise(
     args: UpArgs,
-    service: &'static str,
+    entry: &'static Entry,
     gateway: String,
     shutdown: CancellationToken,
 ) {
+    let service = entry.name;
     let mut backoff = Duration::from_secs(1);
     while !shutdown.is_cancelled() {
         let started = Instant::now();
-        let spawned = command(&args, service, &gateway).and_then(|mut c| Ok(c.spawn()?));
+        let spawned = command(&args, entry, &gateway).and_then(|mut c| Ok(c.spawn()?));
         let mut child = match spawned {
             Ok(child) => child,
             Err(error) => {

@@ -14,28 +14,26 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use crate::Context;
 use crate::metrics::{self, Metrics};
 use crate::problem::{Problem, kind};
-use crate::{Context, Service};
 
 /// Largest request body a service accepts.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// The service's routes plus `/health`, `/metrics`, `/openapi.json`, `/docs`,
+/// The service's `routes` plus `/health`, `/metrics`, `/openapi.json`, `/docs`,
 /// problem+json for unknown routes and methods, metrics and request ids.
-pub fn app(service: &dyn Service, ctx: &Context) -> Router {
+pub fn app(routes: Router, mut openapi: utoipa::openapi::OpenApi, ctx: &Context) -> Router {
     let registry = Metrics::new(ctx.name);
     // The page loads the document relative to itself, so that it works both
     // directly and behind the gateway's `/<service>` prefix.
-    let mut openapi = service.openapi();
     openapi.servers = Some(vec![utoipa::openapi::Server::new(format!("/{}", ctx.name))]);
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)
         .config(Config::new(["../openapi.json"]));
     let health_ctx = ctx.clone();
     let metrics_registry = registry.clone();
-    service
-        .router(ctx)
+    routes
         .route("/health", get(move || health(health_ctx.clone())))
         .route(
             "/metrics",

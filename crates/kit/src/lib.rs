@@ -1,20 +1,30 @@
 //! The service runtime every flotilla service is built on.
 //!
-//! A service describes itself through the [`Service`] trait: its name, its
-//! migrations, its routes and OpenAPI document, and the background work it
-//! runs. The kit does the rest the same way for every service: the database
-//! pool and migrations ([`db`]), the standard endpoints `/health`, `/metrics`,
-//! `/openapi.json` and `/docs` with request metrics and body limits
-//! ([`http`]), problem+json errors ([`problem`]), logs ([`telemetry`]), and
-//! the lifecycle of an instance ([`runtime`]).
+//! A service describes itself through [`Service`] (its migrations, its
+//! OpenAPI document, and what an instance starts: background work and the
+//! routes over the state it made) and [`Configure`] (its name and its
+//! settings, from which the command line builds it). The kit does the rest
+//! the same way for every service: the database pool and migrations
+//! ([`db`]), the standard endpoints `/health`, `/metrics`, `/openapi.json`
+//! and `/docs` with request metrics and body limits ([`http`]),
+//! problem+json errors ([`problem`], [`Error`]), transactions that stage
+//! events and wake the relay ([`Tx`]), typed consumers ([`consume`]), keyset
+//! pages ([`page`]), logs ([`telemetry`]), the lifecycle of an instance
+//! ([`runtime`]), and a harness that starts one service in a test
+//! ([`testing`]).
 
+pub mod consume;
 pub mod db;
+mod error;
 pub mod http;
 pub mod metrics;
 pub mod page;
 pub mod problem;
 pub mod runtime;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tx;
 
 use std::sync::Arc;
 
@@ -25,28 +35,68 @@ use sqlx::AnyPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use error::Error;
 pub use problem::{Json, Problem, Query};
+pub use tx::Tx;
 
 /// What a service hands to the kit.
 #[async_trait]
 pub trait Service: Send + Sync + 'static {
-    /// The service's name: its URL prefix at the gateway and its database name.
-    fn name(&self) -> &'static str;
-
     /// The service's own migrations, applied at start-up.
     fn migrator(&self) -> &'static sqlx::migrate::Migrator;
 
     /// The OpenAPI document of the routes.
     fn openapi(&self) -> utoipa::openapi::OpenApi;
 
-    /// The service's routes; the kit adds the standard ones around them.
-    fn router(&self, ctx: &Context) -> axum::Router;
+    /// Starts one instance: its background work (bus consumers, senders) on
+    /// `tasks`, subscribed before this returns; then gives the instance's
+    /// routes, over the state made here. The kit adds the standard ones.
+    async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router>;
+}
 
-    /// Starts the background work of one instance (bus consumers, senders)
-    /// on `tasks`. Subscriptions are made before this returns.
-    async fn start(&self, _ctx: &Context, _tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
-        Ok(())
-    }
+/// How a service is named and built from its settings: what the registry
+/// of the command line reads.
+pub trait Configure: Service + Sized {
+    /// The service's name: its URL prefix at the gateway, its database name
+    /// and its consumer group.
+    const NAME: &'static str;
+    /// One line on what it does, for `--help` and the generated deploy files.
+    const ABOUT: &'static str;
+    /// Its settings, flattened into `flotilla up` and `flotilla serve`. Each
+    /// has a `--long` name and an `env` variable; a secret one sets
+    /// `hide_env_values`, and is handed to child processes through the
+    /// environment rather than the command line.
+    type Config: clap::Args + clap::FromArgMatches + std::fmt::Debug;
+
+    /// How the generated deploy files run it.
+    const DEPLOY: Deploy = Deploy::DEFAULT;
+
+    /// Builds the service; an invalid setting is an error here, at start-up.
+    fn configure(config: Self::Config, shared: &Shared) -> anyhow::Result<Self>;
+}
+
+/// How `flotilla deploy` runs a service in the files it generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deploy {
+    /// Instances in Compose and Kubernetes.
+    pub replicas: u16,
+    /// Whether it is given Redis (`FLOTILLA_REDIS`), and so starts after it.
+    pub redis: bool,
+}
+
+impl Deploy {
+    /// Two instances, no Redis.
+    pub const DEFAULT: Self = Self {
+        replicas: 2,
+        redis: false,
+    };
+}
+
+/// Settings of the stack that a service may use.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    /// `--redis`: a Redis URL, for services that can keep data there.
+    pub redis: Option<String>,
 }
 
 /// What a service instance gets from the runtime.
@@ -55,9 +105,34 @@ pub struct Context {
     pub name: &'static str,
     pub db: AnyPool,
     pub bus: Arc<dyn Bus>,
-    /// Wakes the outbox relay after a commit that staged messages.
-    pub outbox: Waker,
+    /// Wakes the outbox relay; [`Tx::commit`] and typed consumers do it.
+    outbox: Waker,
     pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// Begins a transaction that may stage events; committing it wakes the
+    /// outbox relay.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(Tx::new(self.db.begin().await?, self.outbox.clone()))
+    }
+
+    /// Subscribes `handler` to its event's subject in this service's
+    /// consumer group, and runs it on `tasks` until shutdown.
+    pub async fn consume<C: consume::Consume>(
+        &self,
+        handler: C,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<()> {
+        use flotilla_contracts::Event as _;
+        let subject = <C::Event>::SUBJECT;
+        let consumer = consume::consumer(self.name, self.db.clone(), self.outbox.clone(), handler)
+            .subscribe(self.bus.as_ref(), subject, self.shutdown.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: cannot subscribe to {subject}: {e}", self.name))?;
+        tasks.spawn(consumer);
+        Ok(())
+    }
 }
 
 /// The current time as RFC 3339 UTC with milliseconds, the format of every
@@ -69,28 +144,4 @@ pub fn timestamp() -> String {
     time::OffsetDateTime::now_utc()
         .format(&format)
         .expect("UTC time formats")
-}
-
-/// Stages `event` in the outbox inside the caller's transaction; call
-/// [`Context::outbox`]`.wake()` after the commit.
-pub async fn stage_event<E: flotilla_contracts::Event>(
-    tx: &mut sqlx::AnyConnection,
-    event: &E,
-) -> Result<(), sqlx::Error> {
-    flotilla_bus::outbox::stage(tx, &message(event)).await
-}
-
-/// Stages every one of `events`, in order, inside the caller's transaction.
-pub async fn stage_events<E: flotilla_contracts::Event>(
-    tx: &mut sqlx::AnyConnection,
-    events: &[E],
-) -> Result<(), sqlx::Error> {
-    let messages: Vec<_> = events.iter().map(message).collect();
-    flotilla_bus::outbox::stage_all(tx, &messages).await
-}
-
-fn message<E: flotilla_contracts::Event>(event: &E) -> flotilla_bus::Message {
-    let payload = serde_json::to_vec(event).expect("events serialize");
-    flotilla_bus::Message::new(E::SUBJECT, payload)
-        .with_header(flotilla_contracts::SCHEMA_HEADER, E::SCHEMA)
 }

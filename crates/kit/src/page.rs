@@ -1,7 +1,9 @@
 //! Keyset pagination: `?limit=&after=`, where `after` is the last key of the
 //! previous page, and pages fetched one item long to know if another follows.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
 
 /// The query parameters of a paginated list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -19,34 +21,45 @@ pub struct PageRequest {
     pub after: String,
 }
 
+/// One page of a list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 impl PageRequest {
     /// Rows to fetch: one more than the page, to learn if there is a next.
     pub fn fetch(&self) -> i64 {
         i64::from(self.limit) + 1
     }
 
-    /// Cuts `items` (fetched with [`PageRequest::fetch`]) to the page, and
-    /// gives the key to pass as `after` for the next one.
-    pub fn split<T>(
-        &self,
-        mut items: Vec<T>,
-        key: impl Fn(&T) -> &str,
-    ) -> (Vec<T>, Option<String>) {
-        if items.len() <= self.limit as usize {
-            return (items, None);
+    /// Cuts `rows` (fetched with [`PageRequest::fetch`]) to the page, with
+    /// the key to pass as `after` for the next one, and turns each row into
+    /// what the API shows.
+    pub fn page<R, T: From<R>>(&self, mut rows: Vec<R>, key: impl Fn(&R) -> &str) -> Page<T> {
+        let mut next = None;
+        if rows.len() > self.limit as usize {
+            rows.truncate(self.limit as usize);
+            next = rows.last().map(|last| key(last).to_owned());
         }
-        items.truncate(self.limit as usize);
-        let next = items.last().map(|last| key(last).to_owned());
-        (items, next)
+        Page {
+            items: rows.into_iter().map(T::from).collect(),
+            next,
+        }
     }
 }
 
 impl PageParams {
     /// Checks `limit` against `1..=max`, defaulting to `default`.
-    pub fn validate(self, default: u32, max: u32) -> Result<PageRequest, String> {
+    pub fn validate(self, default: u32, max: u32) -> Result<PageRequest, Error> {
         let limit = self.limit.unwrap_or(default);
         if !(1..=max).contains(&limit) {
-            return Err(format!("`limit` must be between 1 and {max}"));
+            return Err(Error::BadQuery(format!(
+                "`limit` must be between 1 and {max}"
+            )));
         }
         Ok(PageRequest {
             limit,
@@ -60,15 +73,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bounds_and_split() {
+    fn bounds_and_page() {
         let params = |limit| PageParams { limit, after: None };
         assert!(params(Some(0)).validate(10, 100).is_err());
         assert!(params(Some(101)).validate(10, 100).is_err());
-        let page = params(None).validate(2, 100).unwrap();
-        assert_eq!(page.fetch(), 3);
-        let (items, next) = page.split(vec!["a", "b", "c"], |s| s);
-        assert_eq!((items, next.as_deref()), (vec!["a", "b"], Some("b")));
-        let (items, next) = page.split(vec!["a", "b"], |s| s);
-        assert_eq!((items, next), (vec!["a", "b"], None));
+        let request = params(None).validate(2, 100).unwrap();
+        assert_eq!(request.fetch(), 3);
+        let page: Page<&str> = request.page(vec!["a", "b", "c"], |s| s);
+        assert_eq!(
+            (page.items, page.next.as_deref()),
+            (vec!["a", "b"], Some("b"))
+        );
+        let page: Page<&str> = request.page(vec!["a", "b"], |s| s);
+        assert_eq!((page.items, page.next), (vec!["a", "b"], None));
     }
 }

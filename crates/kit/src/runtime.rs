@@ -22,12 +22,12 @@ pub struct Prepared {
 
 /// Opens the service's database in `storage` and applies migrations.
 pub async fn prepare(
+    name: &'static str,
     service: Arc<dyn Service>,
     storage: &db::Storage,
     bus: Arc<dyn Bus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Prepared> {
-    let name = service.name();
     let pool = storage.open(name).await.with_context(|| {
         format!(
             "{name}: cannot open its database ({})",
@@ -52,6 +52,11 @@ impl Prepared {
         self.ctx.name
     }
 
+    /// What the service's instances get.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
     /// Starts the instance's background work, then serves HTTP on `listener`.
     pub async fn start_instance(
         &self,
@@ -59,11 +64,12 @@ impl Prepared {
         tasks: &mut JoinSet<()>,
     ) -> anyhow::Result<SocketAddr> {
         let addr = listener.local_addr()?;
-        self.service
+        let routes = self
+            .service
             .start(&self.ctx, tasks)
             .await
             .with_context(|| format!("{}: start-up failed", self.ctx.name))?;
-        let app = http::app(self.service.as_ref(), &self.ctx);
+        let app = http::app(routes, self.service.openapi(), &self.ctx);
         tasks.spawn(http::serve(listener, app, self.ctx.shutdown.clone()));
         Ok(addr)
     }

@@ -77,6 +77,26 @@ impl BatchId {
 /// The largest batch accepted.
 pub const MAX_BATCH: usize = 100_000;
 
+/// A pair stored by a roundtrip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub key: String,
+    pub value: String,
+    /// RFC 3339, UTC.
+    pub stored_at: String,
+    /// The roundtrip that stored it.
+    pub correlation_id: String,
+}
+
+/// Item `index` (0-based) of a batch of `total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem {
+    pub batch_id: String,
+    pub index: u32,
+    pub total: u32,
+    pub item: Item,
+}
+
 /// One key/value pair of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {

@@ -5,12 +5,12 @@
 
 use async_trait::async_trait;
 use flotilla_bus::Message;
-use flotilla_bus::consumer::{Handler, HandlerError};
-use flotilla_bus::outbox::Waker;
+use flotilla_bus::consumer::HandlerError;
 use flotilla_contracts::Event;
+use flotilla_kit::consume::{Consume, Staging};
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
 
+use crate::domain::{BatchItem, Item, Pair};
 use crate::store::{self, Staged, Store};
 
 /// A pair sent on a roundtrip, to be stored.
@@ -76,34 +76,41 @@ impl Event for BatchReplyV1 {
     const SCHEMA: &'static str = "kv.batch.reply.v1";
 }
 
-fn parse<T: serde::de::DeserializeOwned>(message: &Message) -> Result<T, HandlerError> {
-    serde_json::from_slice(&message.payload)
-        .map_err(|e| HandlerError::Permanent(format!("not a {} message: {e}", message.subject)))
+impl From<Pair> for StoredV1 {
+    fn from(pair: Pair) -> Self {
+        Self {
+            key: pair.key,
+            value: pair.value,
+            stored_at: pair.stored_at,
+            correlation_id: pair.correlation_id,
+        }
+    }
 }
 
 /// Stores a roundtrip's pair and forwards it, in the consumer's transaction.
 pub struct StorePair {
     pub store: Store,
-    pub outbox: Waker,
 }
 
 #[async_trait]
-impl Handler for StorePair {
-    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
-        let event: RoundtripV1 = parse(message)?;
-        let stored = StoredV1 {
+impl Consume for StorePair {
+    type Event = RoundtripV1;
+
+    async fn handle(
+        &self,
+        tx: &mut Staging<'_>,
+        event: RoundtripV1,
+        _message: &Message,
+    ) -> Result<(), HandlerError> {
+        let pair = Pair {
             key: event.key,
             value: event.value,
             stored_at: flotilla_kit::timestamp(),
             correlation_id: event.correlation_id,
         };
-        self.store.save_pair(tx, &stored).await?;
-        flotilla_kit::stage_event(tx, &stored).await?;
+        self.store.save_pair(tx, &pair).await?;
+        tx.stage(&StoredV1::from(pair)).await?;
         Ok(())
-    }
-
-    fn committed(&self) {
-        self.outbox.wake();
     }
 }
 
@@ -111,19 +118,33 @@ impl Handler for StorePair {
 /// stages the reply, in its transaction.
 pub struct CollectBatch {
     pub store: Store,
-    pub outbox: Waker,
 }
 
 #[async_trait]
-impl Handler for CollectBatch {
-    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
-        let item: BatchItemV1 = parse(message)?;
+impl Consume for CollectBatch {
+    type Event = BatchItemV1;
+
+    async fn handle(
+        &self,
+        tx: &mut Staging<'_>,
+        item: BatchItemV1,
+        _message: &Message,
+    ) -> Result<(), HandlerError> {
         if item.total == 0 || item.index >= item.total {
             return Err(HandlerError::Permanent(format!(
                 "item {} of a batch of {}",
                 item.index, item.total
             )));
         }
+        let item = BatchItem {
+            batch_id: item.batch_id,
+            index: item.index,
+            total: item.total,
+            item: Item {
+                key: item.key,
+                value: item.value,
+            },
+        };
         let outcome = match store::stage_item(tx, &item).await? {
             Staged::Duplicate | Staged::Counted { last: false } => return Ok(()),
             // Two batches under one id, of different sizes: the first wins.
@@ -148,11 +169,7 @@ impl Handler for CollectBatch {
             batch_id: item.batch_id,
             outcome,
         };
-        flotilla_kit::stage_event(tx, &reply).await?;
+        tx.stage(&reply).await?;
         Ok(())
-    }
-
-    fn committed(&self) {
-        self.outbox.wake();
     }
 }

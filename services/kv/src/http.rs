@@ -1,23 +1,34 @@
 //! HTTP handlers of the kv service: roundtrips, batches, stored pairs, and
 //! the websocket feed.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flotilla_kit::page::PageParams;
-use flotilla_kit::{Json, Query};
+use flotilla_kit::page::{Page, PageParams};
+use flotilla_kit::{Context, Json, Query};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::domain::{BatchId, Item, Items, Key, Value};
 use crate::error::Error;
 use crate::events::{BatchItemV1, Outcome, RoundtripV1, StoredV1};
-use crate::store::{self, Batch};
+use crate::live::Live;
+use crate::store::{self, Batch, Store};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Context,
+    pub store: Store,
+    pub live: Live,
+    pub batch_timeout: Duration,
+}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -48,10 +59,7 @@ pub struct RoundtripAccepted {
 }
 
 fn invalid(field: &'static str) -> impl FnOnce(&str) -> Error {
-    move |detail| Error::Invalid {
-        field,
-        detail: detail.to_owned(),
-    }
+    move |detail| Error::invalid(field, detail)
 }
 
 /// Sends a pair around: published on `kv.event`, stored by a consumer, then
@@ -71,10 +79,9 @@ pub async fn roundtrip(
         key: key.into_string(),
         value: value.into_string(),
     };
-    let mut tx = state.ctx.db.begin().await?;
-    flotilla_kit::stage_event(&mut tx, &event).await?;
+    let mut tx = state.ctx.begin().await?;
+    tx.stage(&event).await?;
     tx.commit().await?;
-    state.ctx.outbox.wake();
     let accepted = RoundtripAccepted {
         correlation_id: event.correlation_id,
         key: event.key,
@@ -131,8 +138,8 @@ pub async fn pair(
     Path(key): Path<String>,
 ) -> Result<Json<StoredV1>, Error> {
     match state.store.pair(&key).await? {
-        Some(pair) => Ok(Json(pair)),
-        None => Err(Error::NotFound(format!("no pair with key {key}"))),
+        Some(pair) => Ok(Json(pair.into())),
+        None => Err(Error::not_found(format!("no pair with key {key}"))),
     }
 }
 
@@ -215,16 +222,10 @@ pub async fn batch(
         (Some(size), None) => Items::generate(size).map_err(invalid("size"))?,
         (None, Some(items)) => {
             let pairs = items.into_iter().map(|i| (i.key, i.value)).collect();
-            Items::given(pairs).map_err(|detail| Error::Invalid {
-                field: "items",
-                detail,
-            })?
+            Items::given(pairs).map_err(|detail| Error::invalid("items", detail))?
         }
         _ => {
-            return Err(Error::Invalid {
-                field: "size",
-                detail: "give either `size` or `items`".to_owned(),
-            });
+            return Err(Error::invalid("size", "give either `size` or `items`"));
         }
     };
     let size = items.len();
@@ -232,11 +233,11 @@ pub async fn batch(
     if let Some(stored) = state.store.batch(id.as_str()).await? {
         return same_size(stored, size).map(Json);
     }
-    let mut tx = state.ctx.db.begin().await?;
+    let mut tx = state.ctx.begin().await?;
     match store::request_batch(&mut tx, id.as_str(), size).await? {
         // Asked for before: its items are on their way already.
         Some(first) if first != size as i64 => {
-            return Err(Error::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "batch {} was asked for with {first} items, not {size}",
                 id.as_str()
             )));
@@ -256,9 +257,8 @@ pub async fn batch(
                     value: item.value,
                 })
                 .collect();
-            flotilla_kit::stage_events(&mut tx, &messages).await?;
+            tx.stage_all(&messages).await?;
             tx.commit().await?;
-            state.ctx.outbox.wake();
         }
     }
     let timeout = state.batch_timeout;
@@ -271,7 +271,7 @@ pub async fn batch(
             received: None,
             items: None,
         })),
-        Ok(Ok(Outcome::Failed { reason })) => Err(Error::Conflict(reason)),
+        Ok(Ok(Outcome::Failed { reason })) => Err(Error::conflict(reason)),
         // Timed out, or the reply went by unheard (this instance restarted
         // its listener): the store has the last word.
         Ok(Err(_)) | Err(_) => match state.store.batch(id.as_str()).await? {
@@ -287,16 +287,17 @@ pub async fn batch(
 fn batch_id(headers: &HeaderMap, body: Option<&str>) -> Result<BatchId, Error> {
     let header = match headers.get("idempotency-key") {
         None => None,
-        Some(value) => Some(value.to_str().map_err(|_| Error::Invalid {
-            field: "Idempotency-Key",
-            detail: "must be visible ASCII".to_owned(),
-        })?),
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| Error::invalid("Idempotency-Key", "must be visible ASCII"))?,
+        ),
     };
     match (body, header) {
-        (Some(body), Some(header)) if body != header => Err(Error::Invalid {
-            field: "id",
-            detail: "differs from the Idempotency-Key header".to_owned(),
-        }),
+        (Some(body), Some(header)) if body != header => Err(Error::invalid(
+            "id",
+            "differs from the Idempotency-Key header",
+        )),
         (Some(id), _) => BatchId::parse(id).map_err(invalid("id")),
         (None, Some(id)) => BatchId::parse(id).map_err(invalid("Idempotency-Key")),
         (None, None) => Ok(BatchId::new()),
@@ -305,7 +306,7 @@ fn batch_id(headers: &HeaderMap, body: Option<&str>) -> Result<BatchId, Error> {
 
 fn same_size(stored: Batch, size: usize) -> Result<BatchBody, Error> {
     if stored.size != size as i64 {
-        return Err(Error::Conflict(format!(
+        return Err(Error::conflict(format!(
             "batch {} is stored with {} items, not {size}",
             stored.id, stored.size
         )));
@@ -313,31 +314,18 @@ fn same_size(stored: Batch, size: usize) -> Result<BatchBody, Error> {
     Ok(stored.into())
 }
 
-/// A page of stored batches, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchPage {
-    items: Vec<BatchBody>,
-    /// Pass as `after` to get the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-}
-
 /// Lists stored batches, newest first, with their sizes.
 #[utoipa::path(get, path = "/batches", params(PageParams), responses(
-    (status = 200, body = BatchPage),
+    (status = 200, body = Page<BatchBody>),
     (status = 400, body = flotilla_kit::Problem),
 ))]
 pub async fn list_batches(
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
-) -> Result<Json<BatchPage>, Error> {
-    let page = params.validate(20, 500).map_err(Error::BadQuery)?;
-    let batches = state.store.batches(&page.after, page.fetch()).await?;
-    let (batches, next) = page.split(batches, |b| &b.id);
-    Ok(Json(BatchPage {
-        items: batches.into_iter().map(BatchBody::from).collect(),
-        next,
-    }))
+) -> Result<Json<Page<BatchBody>>, Error> {
+    let request = params.validate(20, 500)?;
+    let batches = state.store.batches(&request.after, request.fetch()).await?;
+    Ok(Json(request.page(batches, |b| &b.id)))
 }
 
 /// One stored batch with its items, or the progress of one still arriving.
@@ -359,7 +347,7 @@ pub async fn fetch_batch(
                 received: Some(received),
                 items: None,
             })),
-            None => Err(Error::NotFound(format!("no batch with id {id}"))),
+            None => Err(Error::not_found(format!("no batch with id {id}"))),
         };
     };
     let items = state.store.items(&id).await?;

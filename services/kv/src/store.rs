@@ -6,10 +6,9 @@
 //! writes the same thing.
 
 use redis::AsyncCommands;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool};
 
-use crate::domain::Item;
-use crate::events::{BatchItemV1, StoredV1};
+use crate::domain::{BatchItem, Item, Pair};
 
 /// Where pairs and stored batches live.
 #[derive(Clone)]
@@ -23,7 +22,7 @@ pub enum Store {
 }
 
 /// A stored batch, without its items.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Batch {
     pub id: String,
     pub size: i64,
@@ -57,7 +56,7 @@ impl From<StoreError> for flotilla_bus::consumer::HandlerError {
 
 /// Counts `item` towards its batch, once, with the batch's progress row
 /// locked (PostgreSQL) or the database written (SQLite) by this transaction.
-pub async fn stage_item(tx: &mut AnyConnection, item: &BatchItemV1) -> Result<Staged, sqlx::Error> {
+pub async fn stage_item(tx: &mut AnyConnection, item: &BatchItem) -> Result<Staged, sqlx::Error> {
     sqlx::query(
         "INSERT INTO batch_progress (batch_id, total, received) VALUES ($1, $2, 0) \
          ON CONFLICT DO NOTHING",
@@ -67,14 +66,13 @@ pub async fn stage_item(tx: &mut AnyConnection, item: &BatchItemV1) -> Result<St
     .execute(&mut *tx)
     .await?;
     // A write that changes nothing, to hold the row until commit.
-    let row = sqlx::query(
+    let (total, received): (i64, i64) = sqlx::query_as(
         "UPDATE batch_progress SET received = received WHERE batch_id = $1 \
          RETURNING total, received",
     )
     .bind(&item.batch_id)
     .fetch_one(&mut *tx)
     .await?;
-    let (total, received): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     if total != i64::from(item.total) {
         return Ok(Staged::WrongSize { total });
     }
@@ -87,8 +85,8 @@ pub async fn stage_item(tx: &mut AnyConnection, item: &BatchItemV1) -> Result<St
     )
     .bind(&item.batch_id)
     .bind(i64::from(item.index))
-    .bind(&item.key)
-    .bind(&item.value)
+    .bind(&item.item.key)
+    .bind(&item.item.value)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -126,24 +124,22 @@ pub async fn request_batch(
     if fresh {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT size FROM batch_requests WHERE id = $1")
+    let size = sqlx::query_scalar("SELECT size FROM batch_requests WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-    Ok(Some(row.try_get(0)?))
+    Ok(Some(size))
 }
 
 /// A batch asked for and not stored yet: its size and the items received.
 pub async fn pending(db: &AnyPool, id: &str) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "SELECT r.size, COALESCE(p.received, 0) FROM batch_requests r \
          LEFT JOIN batch_progress p ON p.batch_id = r.id WHERE r.id = $1",
     )
     .bind(id)
     .fetch_optional(db)
-    .await?;
-    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .transpose()
+    .await
 }
 
 /// A batch from its Redis metadata, `"<size> <stored_at>"`.
@@ -156,24 +152,12 @@ fn from_meta(id: &str, meta: &str) -> Option<Batch> {
     })
 }
 
-fn batch(row: &sqlx::any::AnyRow) -> Result<Batch, sqlx::Error> {
-    Ok(Batch {
-        id: row.try_get(0)?,
-        size: row.try_get(1)?,
-        stored_at: row.try_get(2)?,
-    })
-}
-
 impl Store {
     fn key(prefix: &str, kind: &str, name: &str) -> String {
         format!("{prefix}{kind}:{name}")
     }
 
-    pub async fn save_pair(
-        &self,
-        tx: &mut AnyConnection,
-        pair: &StoredV1,
-    ) -> Result<(), StoreError> {
+    pub async fn save_pair(&self, tx: &mut AnyConnection, pair: &Pair) -> Result<(), StoreError> {
         match self {
             Store::Sql(_) => {
                 sqlx::query(
@@ -205,25 +189,21 @@ impl Store {
         Ok(())
     }
 
-    pub async fn pair(&self, key: &str) -> Result<Option<StoredV1>, StoreError> {
+    pub async fn pair(&self, key: &str) -> Result<Option<Pair>, StoreError> {
         match self {
             Store::Sql(db) => {
-                let row = sqlx::query(
+                let row: Option<(String, String, String, String)> = sqlx::query_as(
                     "SELECT key, value, stored_at, correlation_id FROM pairs WHERE key = $1",
                 )
                 .bind(key)
                 .fetch_optional(db)
                 .await?;
-                row.map(|row| {
-                    Ok(StoredV1 {
-                        key: row.try_get(0)?,
-                        value: row.try_get(1)?,
-                        stored_at: row.try_get(2)?,
-                        correlation_id: row.try_get(3)?,
-                    })
-                })
-                .transpose()
-                .map_err(StoreError::Sql)
+                Ok(row.map(|(key, value, stored_at, correlation_id)| Pair {
+                    key,
+                    value,
+                    stored_at,
+                    correlation_id,
+                }))
             }
             Store::Redis { redis, prefix, .. } => {
                 let fields: std::collections::HashMap<String, String> = redis
@@ -231,7 +211,7 @@ impl Store {
                     .hgetall(Self::key(prefix, "pair", key))
                     .await?;
                 let field = |name: &str| fields.get(name).cloned();
-                Ok(field("value").map(|value| StoredV1 {
+                Ok(field("value").map(|value| Pair {
                     key: key.to_owned(),
                     value,
                     stored_at: field("stored_at").unwrap_or_default(),
@@ -266,14 +246,11 @@ impl Store {
                 .await?;
             }
             Store::Redis { redis, prefix, .. } => {
-                let rows = sqlx::query("SELECT key, value FROM batch_staging WHERE batch_id = $1")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let items = rows
-                    .iter()
-                    .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let items: Vec<(String, String)> =
+                    sqlx::query_as("SELECT key, value FROM batch_staging WHERE batch_id = $1")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 let hash = Self::key(prefix, "batch", id);
                 let () = redis::pipe()
                     .atomic()
@@ -308,11 +285,11 @@ impl Store {
     pub async fn batch(&self, id: &str) -> Result<Option<Batch>, StoreError> {
         match self {
             Store::Sql(db) => {
-                let row = sqlx::query("SELECT id, size, stored_at FROM batches WHERE id = $1")
+                let batch = sqlx::query_as("SELECT id, size, stored_at FROM batches WHERE id = $1")
                     .bind(id)
                     .fetch_optional(db)
                     .await?;
-                Ok(row.as_ref().map(batch).transpose()?)
+                Ok(batch)
             }
             Store::Redis { redis, prefix, .. } => {
                 let meta: Option<String> = redis
@@ -328,21 +305,16 @@ impl Store {
     pub async fn items(&self, id: &str) -> Result<Vec<Item>, StoreError> {
         match self {
             Store::Sql(db) => {
-                let rows = sqlx::query(
+                let items: Vec<(String, String)> = sqlx::query_as(
                     "SELECT key, value FROM batch_items WHERE batch_id = $1 ORDER BY idx",
                 )
                 .bind(id)
                 .fetch_all(db)
                 .await?;
-                Ok(rows
-                    .iter()
-                    .map(|row| {
-                        Ok(Item {
-                            key: row.try_get(0)?,
-                            value: row.try_get(1)?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()?)
+                Ok(items
+                    .into_iter()
+                    .map(|(key, value)| Item { key, value })
+                    .collect())
             }
             Store::Redis { redis, prefix, .. } => {
                 let mut items: Vec<(String, String)> = redis
@@ -362,7 +334,7 @@ impl Store {
     pub async fn batches(&self, after: &str, limit: i64) -> Result<Vec<Batch>, StoreError> {
         match self {
             Store::Sql(db) => {
-                let rows = sqlx::query(
+                let batches = sqlx::query_as(
                     "SELECT id, size, stored_at FROM batches \
                      WHERE $1 = '' OR (stored_at, id) < (SELECT stored_at, id FROM batches WHERE id = $1) \
                      ORDER BY stored_at DESC, id DESC LIMIT $2",
@@ -371,7 +343,7 @@ impl Store {
                 .bind(limit)
                 .fetch_all(db)
                 .await?;
-                Ok(rows.iter().map(batch).collect::<Result<_, _>>()?)
+                Ok(batches)
             }
             Store::Redis { redis, prefix, .. } => {
                 let max = if after.is_empty() {

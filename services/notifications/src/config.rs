@@ -2,9 +2,15 @@
 
 /// Where and how persistently messages are delivered.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "notifications")]
 pub struct Config {
     /// Slack incoming-webhook URL. Without one, messages are stored, not sent.
-    #[arg(long = "slack-webhook-url", env = "FLOTILLA_SLACK_WEBHOOK_URL")]
+    /// A secret: it is handed to child processes through the environment.
+    #[arg(
+        long = "slack-webhook-url",
+        env = "FLOTILLA_SLACK_WEBHOOK_URL",
+        hide_env_values = true
+    )]
     pub webhook_url: Option<String>,
     /// Delivery attempts before a message is marked failed.
     #[arg(
@@ -29,15 +35,4 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub timeout_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            webhook_url: None,
-            max_attempts: 10,
-            retry_base_ms: 1000,
-            timeout_ms: 10_000,
-        }
-    }
 }

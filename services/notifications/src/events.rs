@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use flotilla_bus::Message;
-use flotilla_bus::consumer::{Handler, HandlerError};
+use flotilla_bus::consumer::HandlerError;
 use flotilla_contracts::UserCreatedV1;
-use sqlx::AnyConnection;
+use flotilla_kit::consume::{Consume, Staging};
 use tokio::sync::Notify;
 
 use crate::domain::{Channel, Status, Text};
@@ -24,10 +24,15 @@ pub struct UserCreated {
 }
 
 #[async_trait]
-impl Handler for UserCreated {
-    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
-        let event: UserCreatedV1 = serde_json::from_slice(&message.payload)
-            .map_err(|e| HandlerError::Permanent(format!("not a user.created.v1 event: {e}")))?;
+impl Consume for UserCreated {
+    type Event = UserCreatedV1;
+
+    async fn handle(
+        &self,
+        tx: &mut Staging<'_>,
+        event: UserCreatedV1,
+        message: &Message,
+    ) -> Result<(), HandlerError> {
         let channel = Channel::parse(USER_CHANNEL).expect("the user channel is valid");
         let text = Text::parse(&format!("User {} created", event.id))
             .map_err(|e| HandlerError::Permanent(e.to_owned()))?;

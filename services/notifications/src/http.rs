@@ -1,59 +1,35 @@
 //! HTTP handlers of the notifications service.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use flotilla_kit::page::PageParams;
-use flotilla_kit::{Json, Problem, Query};
+use flotilla_kit::page::{Page, PageParams};
+use flotilla_kit::{Context, Error, Json, Query};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 
-use crate::State as App;
-use crate::domain::{Channel, Text};
+use crate::domain::{Channel, Status, Text};
 use crate::store::{self, Stored};
 
-pub fn router(app: App) -> Router {
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Context,
+    /// Status of new messages: pending with a webhook, stored without.
+    pub new_status: Status,
+    /// Wakes the sender.
+    pub sender: Arc<Notify>,
+}
+
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/messages", get(list).post(send))
         .route("/messages/{id}", get(fetch))
-        .with_state(app)
-}
-
-/// The service's errors, each with its HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// 422
-    #[error("invalid `{field}`: {detail}")]
-    Invalid {
-        field: &'static str,
-        detail: &'static str,
-    },
-    /// 400
-    #[error("{0}")]
-    BadQuery(String),
-    /// 404
-    #[error("no message with id {0}")]
-    NotFound(String),
-    /// 500, logged and not shown.
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        match self {
-            Error::Invalid { field, detail } => Problem::invalid_field(field, detail),
-            Error::BadQuery(detail) => Problem::bad_request(detail),
-            Error::NotFound(_) => Problem::not_found(self.to_string()),
-            Error::Db(error) => {
-                tracing::error!(%error, "database error");
-                Problem::internal()
-            }
-        }
-        .into_response()
-    }
+        .with_state(state)
 }
 
 /// The body of `POST /messages`.
@@ -96,15 +72,6 @@ impl From<Stored> for MessageBody {
     }
 }
 
-/// A page of messages.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MessagePage {
-    items: Vec<MessageBody>,
-    /// Pass as `after` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-}
-
 /// Queues a message for the Slack webhook; delivery happens in the
 /// background, with retries.
 #[utoipa::path(post, path = "/messages", request_body = SendMessage, responses(
@@ -112,17 +79,11 @@ pub struct MessagePage {
     (status = 422, body = flotilla_kit::Problem),
 ))]
 pub async fn send(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Json(body): Json<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageBody>), Error> {
-    let channel = Channel::parse(&body.channel).map_err(|detail| Error::Invalid {
-        field: "channel",
-        detail,
-    })?;
-    let text = Text::parse(&body.message).map_err(|detail| Error::Invalid {
-        field: "message",
-        detail,
-    })?;
+    let channel = Channel::parse(&body.channel).map_err(Error::field("channel"))?;
+    let text = Text::parse(&body.message).map_err(Error::field("message"))?;
     let mut conn = app.ctx.db.acquire().await?;
     let stored = store::insert(&mut conn, &channel, &text, "api", app.new_status).await?;
     app.sender.notify_one();
@@ -135,29 +96,25 @@ pub async fn send(
     (status = 404, body = flotilla_kit::Problem),
 ))]
 pub async fn fetch(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageBody>, Error> {
     match store::get(&app.ctx.db, &id).await? {
         Some(m) => Ok(Json(m.into())),
-        None => Err(Error::NotFound(id)),
+        None => Err(Error::NotFound(format!("no message with id {id}"))),
     }
 }
 
 /// Lists messages, oldest first, with their delivery state.
 #[utoipa::path(get, path = "/messages", params(PageParams), responses(
-    (status = 200, body = MessagePage),
+    (status = 200, body = Page<MessageBody>),
     (status = 400, body = flotilla_kit::Problem),
 ))]
 pub async fn list(
-    State(app): State<App>,
+    State(app): State<AppState>,
     Query(params): Query<PageParams>,
-) -> Result<Json<MessagePage>, Error> {
-    let page = params.validate(100, 1000).map_err(Error::BadQuery)?;
-    let items = store::list(&app.ctx.db, &page.after, page.fetch()).await?;
-    let (items, next) = page.split(items, |m| &m.id);
-    Ok(Json(MessagePage {
-        items: items.into_iter().map(MessageBody::from).collect(),
-        next,
-    }))
+) -> Result<Json<Page<MessageBody>>, Error> {
+    let request = params.validate(100, 1000)?;
+    let items = store::list(&app.ctx.db, &request.after, request.fetch()).await?;
+    Ok(Json(request.page(items, |m| &m.id)))
 }

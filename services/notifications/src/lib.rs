@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use flotilla_bus::consumer::Consumer;
-use flotilla_contracts::{Event, UserCreatedV1};
-use flotilla_kit::{Context, Service};
+use flotilla_kit::{Configure, Context, Service, Shared};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use utoipa::OpenApi;
@@ -44,10 +42,15 @@ pub struct Notifications {
     sender: Arc<Notify>,
 }
 
-impl Notifications {
+impl Configure for Notifications {
+    const NAME: &'static str = "notifications";
+    const ABOUT: &'static str =
+        "Slack messages, one per new user and any sent through its API; persisted and retried";
+    type Config = Config;
+
     /// Checks the configuration: a webhook URL that does not parse is an
     /// error at start-up, not at the first message.
-    pub fn new(config: Config) -> anyhow::Result<Self> {
+    fn configure(config: Config, _shared: &Shared) -> anyhow::Result<Self> {
         let webhook = config
             .webhook_url
             .as_deref()
@@ -70,7 +73,9 @@ impl Notifications {
             sender: Arc::default(),
         })
     }
+}
 
+impl Notifications {
     fn new_status(&self) -> Status {
         if self.webhook.is_some() {
             Status::Pending
@@ -80,20 +85,8 @@ impl Notifications {
     }
 }
 
-/// State of the HTTP handlers.
-#[derive(Clone)]
-struct State {
-    ctx: Context,
-    new_status: Status,
-    sender: Arc<Notify>,
-}
-
 #[async_trait]
 impl Service for Notifications {
-    fn name(&self) -> &'static str {
-        "notifications"
-    }
-
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
         static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
         &MIGRATOR
@@ -103,27 +96,12 @@ impl Service for Notifications {
         ApiDoc::openapi()
     }
 
-    fn router(&self, ctx: &Context) -> axum::Router {
-        http::router(State {
-            ctx: ctx.clone(),
-            new_status: self.new_status(),
-            sender: self.sender.clone(),
-        })
-    }
-
-    async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
+    async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
         let handler = events::UserCreated {
             status: self.new_status(),
             sender: self.sender.clone(),
         };
-        let consumer = Consumer::new(ctx.name, ctx.db.clone(), handler)
-            .subscribe(
-                ctx.bus.as_ref(),
-                UserCreatedV1::SUBJECT,
-                ctx.shutdown.clone(),
-            )
-            .await?;
-        tasks.spawn(consumer);
+        ctx.consume(handler, tasks).await?;
         if let Some(webhook) = &self.webhook {
             let sender = sender::Sender::new(
                 ctx.db.clone(),
@@ -133,6 +111,10 @@ impl Service for Notifications {
             );
             tasks.spawn(sender.run(ctx.shutdown.clone()));
         }
-        Ok(())
+        Ok(http::router(http::AppState {
+            ctx: ctx.clone(),
+            new_status: self.new_status(),
+            sender: self.sender.clone(),
+        }))
     }
 }

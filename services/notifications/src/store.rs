@@ -1,12 +1,11 @@
 //! SQL of the notifications service.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::domain::{Channel, Status, Text};
 
 /// A stored message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Stored {
     pub id: String,
     pub channel: String,
@@ -20,19 +19,6 @@ pub struct Stored {
 
 const COLUMNS: &str = "id, channel, text, status, attempts, last_error, created_at, sent_at";
 
-fn stored(row: AnyRow) -> Result<Stored, sqlx::Error> {
-    Ok(Stored {
-        id: row.try_get("id")?,
-        channel: row.try_get("channel")?,
-        text: row.try_get("text")?,
-        status: row.try_get("status")?,
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        sent_at: row.try_get("sent_at")?,
-    })
-}
-
 pub async fn insert(
     conn: &mut AnyConnection,
     channel: &Channel,
@@ -40,7 +26,7 @@ pub async fn insert(
     source: &str,
     status: Status,
 ) -> Result<Stored, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO messages (id, channel, text, source, status, next_attempt_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, 0, $6) RETURNING {COLUMNS}"
     )))
@@ -51,37 +37,31 @@ pub async fn insert(
     .bind(status.as_str())
     .bind(flotilla_kit::timestamp())
     .fetch_one(conn)
-    .await?;
-    stored(row)
+    .await
 }
 
 pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Stored>, sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM messages WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(pool)
-    .await?
-    .map(stored)
-    .transpose()
+    .await
 }
 
 /// Up to `limit` messages with ids after `after`, oldest first.
 pub async fn list(pool: &AnyPool, after: &str, limit: i64) -> Result<Vec<Stored>, sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
     )))
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(stored)
-    .collect()
+    .await
 }
 
 /// A message claimed for one delivery attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: String,
     pub channel: String,
@@ -98,7 +78,7 @@ pub async fn claim_due(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "UPDATE messages SET lease_until = $1 \
          WHERE status = 'pending' AND lease_until <= $2 AND id IN ( \
              SELECT id FROM messages \
@@ -110,28 +90,17 @@ pub async fn claim_due(
     .bind(now)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Claimed {
-                id: row.try_get("id")?,
-                channel: row.try_get("channel")?,
-                text: row.try_get("text")?,
-                attempts: row.try_get("attempts")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// When the next pending message is due, if any.
 pub async fn next_due(pool: &AnyPool) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) AS due \
          FROM messages WHERE status = 'pending'",
     )
     .fetch_one(pool)
-    .await?;
-    row.try_get("due")
+    .await
 }
 
 pub async fn mark_sent(pool: &AnyPool, id: &str) -> Result<(), sqlx::Error> {

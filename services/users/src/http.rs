@@ -6,20 +6,25 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use flotilla_contracts::{UserCreatedV1, UserDeletedV1};
-use flotilla_kit::page::PageParams;
-use flotilla_kit::{Context, Json, Query};
+use flotilla_kit::page::{Page, PageParams};
+use flotilla_kit::{Context, Error, Json, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{Email, UserName};
-use crate::error::Error;
 use crate::store::{self, User};
 
-pub fn router(ctx: Context) -> Router {
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Context,
+}
+
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(list).post(create))
         .route("/{id}", get(fetch).delete(remove))
-        .with_state(ctx)
+        .with_state(state)
 }
 
 /// The body of `POST /users`.
@@ -52,15 +57,6 @@ impl From<User> for UserBody {
     }
 }
 
-/// A page of users.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserPage {
-    items: Vec<UserBody>,
-    /// Pass as `after` to get the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-}
-
 /// Creates a user and announces it with a `user.created` event.
 #[utoipa::path(post, path = "/", request_body = CreateUser, responses(
     (status = 201, body = UserBody),
@@ -68,33 +64,23 @@ pub struct UserPage {
     (status = 422, description = "Invalid name or email", body = flotilla_kit::Problem),
 ))]
 pub async fn create(
-    State(ctx): State<Context>,
+    State(AppState { ctx }): State<AppState>,
     Json(body): Json<CreateUser>,
 ) -> Result<impl IntoResponse, Error> {
-    let name = UserName::parse(&body.name).map_err(|detail| Error::Invalid {
-        field: "name",
-        detail,
-    })?;
-    let email = Email::parse(&body.email).map_err(|detail| Error::Invalid {
-        field: "email",
-        detail,
-    })?;
-    let mut tx = ctx.db.begin().await?;
+    let name = UserName::parse(&body.name).map_err(Error::field("name"))?;
+    let email = Email::parse(&body.email).map_err(Error::field("email"))?;
+    let mut tx = ctx.begin().await?;
     let user = store::insert(&mut tx, &name, &email)
         .await
-        .map_err(|e| match e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => Error::DuplicateEmail,
-            other => Error::Db(other),
-        })?;
+        .map_err(Error::unique("a user with this email already exists"))?;
     let event = UserCreatedV1 {
         id: user.id.clone(),
         name: user.name.clone(),
         email: user.email.clone(),
         created_at: user.created_at.clone(),
     };
-    flotilla_kit::stage_event(&mut tx, &event).await?;
+    tx.stage(&event).await?;
     tx.commit().await?;
-    ctx.outbox.wake();
     // Absolute within the service; the gateway adds its `/users` prefix.
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/{}", user.id)) {
@@ -109,31 +95,27 @@ pub async fn create(
     (status = 404, body = flotilla_kit::Problem),
 ))]
 pub async fn fetch(
-    State(ctx): State<Context>,
+    State(AppState { ctx }): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<UserBody>, Error> {
     match store::get(&ctx.db, &id).await? {
         Some(user) => Ok(Json(user.into())),
-        None => Err(Error::NotFound(id)),
+        None => Err(Error::NotFound(format!("no user with id {id}"))),
     }
 }
 
 /// Lists users in creation order, a page at a time.
 #[utoipa::path(get, path = "/", params(PageParams), responses(
-    (status = 200, body = UserPage),
+    (status = 200, body = Page<UserBody>),
     (status = 400, body = flotilla_kit::Problem),
 ))]
 pub async fn list(
-    State(ctx): State<Context>,
+    State(AppState { ctx }): State<AppState>,
     Query(params): Query<PageParams>,
-) -> Result<Json<UserPage>, Error> {
-    let page = params.validate(50, 500).map_err(Error::BadQuery)?;
-    let users = store::list(&ctx.db, &page.after, page.fetch()).await?;
-    let (users, next) = page.split(users, |u| &u.id);
-    Ok(Json(UserPage {
-        items: users.into_iter().map(UserBody::from).collect(),
-        next,
-    }))
+) -> Result<Json<Page<UserBody>>, Error> {
+    let request = params.validate(50, 500)?;
+    let users = store::list(&ctx.db, &request.after, request.fetch()).await?;
+    Ok(Json(request.page(users, |u| &u.id)))
 }
 
 /// Deletes a user and announces it with a `user.deleted` event.
@@ -142,15 +124,14 @@ pub async fn list(
     (status = 404, body = flotilla_kit::Problem),
 ))]
 pub async fn remove(
-    State(ctx): State<Context>,
+    State(AppState { ctx }): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     if !store::delete(&mut tx, &id).await? {
-        return Err(Error::NotFound(id));
+        return Err(Error::NotFound(format!("no user with id {id}")));
     }
-    flotilla_kit::stage_event(&mut tx, &UserDeletedV1 { id }).await?;
+    tx.stage(&UserDeletedV1 { id }).await?;
     tx.commit().await?;
-    ctx.outbox.wake();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,14 +1,17 @@
 //! The users service: user accounts. Creating a user publishes
 //! `user.created`, deleting one `user.deleted`, both through the outbox.
 
+mod config;
 mod domain;
-mod error;
 mod http;
 mod store;
 
-use flotilla_kit::{Context, Service};
+use async_trait::async_trait;
+use flotilla_kit::{Configure, Context, Service, Shared};
+use tokio::task::JoinSet;
 use utoipa::OpenApi;
 
+pub use config::Config;
 pub use domain::{Email, UserName};
 
 #[derive(OpenApi)]
@@ -23,11 +26,18 @@ struct ApiDoc;
 #[derive(Debug, Default)]
 pub struct Users;
 
-impl Service for Users {
-    fn name(&self) -> &'static str {
-        "users"
-    }
+impl Configure for Users {
+    const NAME: &'static str = "users";
+    const ABOUT: &'static str = "user accounts; publishes user.created and user.deleted";
+    type Config = Config;
 
+    fn configure(_config: Config, _shared: &Shared) -> anyhow::Result<Self> {
+        Ok(Self)
+    }
+}
+
+#[async_trait]
+impl Service for Users {
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
         static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
         &MIGRATOR
@@ -37,7 +47,7 @@ impl Service for Users {
         ApiDoc::openapi()
     }
 
-    fn router(&self, ctx: &Context) -> axum::Router {
-        http::router(ctx.clone())
+    async fn start(&self, ctx: &Context, _tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
+        Ok(http::router(http::AppState { ctx: ctx.clone() }))
     }
 }

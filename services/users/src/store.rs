@@ -1,12 +1,11 @@
 //! SQL of the users service.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::domain::{Email, UserName};
 
 /// A stored user.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct User {
     pub id: String,
     pub name: String,
@@ -14,21 +13,12 @@ pub struct User {
     pub created_at: String,
 }
 
-fn user(row: AnyRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 pub async fn insert(
     tx: &mut AnyConnection,
     name: &UserName,
     email: &Email,
 ) -> Result<User, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "INSERT INTO users (id, name, email, email_key, created_at) VALUES ($1, $2, $3, $4, $5) \
          RETURNING id, name, email, created_at",
     )
@@ -38,29 +28,25 @@ pub async fn insert(
     .bind(email.key())
     .bind(flotilla_kit::timestamp())
     .fetch_one(tx)
-    .await?;
-    user(row)
+    .await
 }
 
 pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query("SELECT id, name, email, created_at FROM users WHERE id = $1")
+    sqlx::query_as("SELECT id, name, email, created_at FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
-        .await?
-        .map(user)
-        .transpose()
+        .await
 }
 
 /// Up to `limit` users with ids after `after`, in creation order.
 pub async fn list(pool: &AnyPool, after: &str, limit: i64) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query("SELECT id, name, email, created_at FROM users WHERE id > $1 ORDER BY id LIMIT $2")
-        .bind(after)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(user)
-        .collect()
+    sqlx::query_as(
+        "SELECT id, name, email, created_at FROM users WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Whether a user was deleted.

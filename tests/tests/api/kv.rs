@@ -112,8 +112,8 @@ async fn a_batch_is_stored_whole_and_listed() {
 #[tokio::test]
 async fn a_batch_nobody_consumes_times_out_with_504() {
     let app = spawn_app_with(|args| {
-        args.services.kv.no_consumer = true;
-        args.services.kv.batch_timeout_ms = 300;
+        args.services.set("kv-no-consumer", "true");
+        args.services.set("kv-batch-timeout-ms", "300");
     })
     .await;
     let started = std::time::Instant::now();
@@ -229,7 +229,7 @@ async fn with_redis_pairs_and_batches_live_in_redis() {
     let prefix = format!("test:{}:", std::process::id());
     let app = spawn_app_with(|args| {
         args.backends.redis = Some(redis_url.clone());
-        args.services.kv.redis_prefix = prefix.clone();
+        args.services.set("kv-redis-prefix", &prefix);
     })
     .await;
     let mut feed = app.websocket("/kv/ws").await;

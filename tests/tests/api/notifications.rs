@@ -116,7 +116,7 @@ async fn a_slack_outage_delays_but_does_not_lose_messages() {
 
 #[tokio::test]
 async fn a_message_is_marked_failed_once_its_attempts_are_spent() {
-    let app = spawn_app_with(|args| args.services.notifications.max_attempts = 3).await;
+    let app = spawn_app_with(|args| args.services.set("slack-max-attempts", "3")).await;
     app.slack.set_down(true);
     app.post_json(
         "/notifications/messages",
@@ -132,7 +132,7 @@ async fn a_message_is_marked_failed_once_its_attempts_are_spent() {
 
 #[tokio::test]
 async fn without_a_webhook_messages_are_stored() {
-    let app = spawn_app_with(|args| args.services.notifications.webhook_url = None).await;
+    let app = spawn_app_with(|args| args.services.set("slack-webhook-url", "")).await;
     app.create_user("foo", "foo@example.com").await;
     let messages = app.wait_for_messages(WAIT, |m| m.len() == 1).await;
     assert_eq!(messages[0]["status"], "stored");

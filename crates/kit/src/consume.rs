@@ -1,0 +1,119 @@
+//! Typed consumers: a [`Consume`] handler receives the decoded, versioned
+//! event inside the consumer's transaction. A payload that does not decode,
+//! or carries another schema, goes to the dead letters with the reason; the
+//! outbox relay is woken after every commit that staged events.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use flotilla_bus::Message;
+use flotilla_bus::consumer::{Consumer, Handler, HandlerError};
+use flotilla_bus::outbox::Waker;
+use flotilla_contracts::{Event, SCHEMA_HEADER};
+use serde::de::DeserializeOwned;
+use sqlx::AnyConnection;
+
+use crate::tx::message;
+
+/// The effect of one event, applied in the consumer's transaction.
+#[async_trait]
+pub trait Consume: Send + Sync + 'static {
+    /// The event consumed, on its subject.
+    type Event: Event + DeserializeOwned + Send;
+
+    /// Applies `event`; `message` carries its id and headers.
+    async fn handle(
+        &self,
+        tx: &mut Staging<'_>,
+        event: Self::Event,
+        message: &Message,
+    ) -> Result<(), HandlerError>;
+
+    /// Called after a transaction that applied events committed.
+    fn committed(&self) {}
+}
+
+/// The consumer's transaction, in which a handler may stage events.
+pub struct Staging<'a> {
+    conn: &'a mut AnyConnection,
+    staged: &'a AtomicBool,
+}
+
+impl Staging<'_> {
+    /// Stages `event` in the outbox, in the consumer's transaction.
+    pub async fn stage<E: Event>(&mut self, event: &E) -> Result<(), sqlx::Error> {
+        flotilla_bus::outbox::stage(self.conn, &message(event)).await?;
+        self.staged.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Staging<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for Staging<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn
+    }
+}
+
+/// Decodes `message` as `E`: its schema header, when present, must be
+/// `E::SCHEMA`.
+pub fn decode<E: Event + DeserializeOwned>(message: &Message) -> Result<E, HandlerError> {
+    if let Some(schema) = message.headers.get(SCHEMA_HEADER)
+        && schema != E::SCHEMA
+    {
+        return Err(HandlerError::Permanent(format!(
+            "expected schema {}, got {schema}",
+            E::SCHEMA
+        )));
+    }
+    serde_json::from_slice(&message.payload)
+        .map_err(|e| HandlerError::Permanent(format!("not a {} event: {e}", E::SCHEMA)))
+}
+
+/// A [`Consume`] as the bus's untyped [`Handler`].
+struct Typed<C> {
+    inner: C,
+    outbox: Waker,
+    staged: AtomicBool,
+}
+
+#[async_trait]
+impl<C: Consume> Handler for Typed<C> {
+    async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
+        let event = decode::<C::Event>(message)?;
+        let mut staging = Staging {
+            conn: tx,
+            staged: &self.staged,
+        };
+        self.inner.handle(&mut staging, event, message).await
+    }
+
+    fn committed(&self) {
+        if self.staged.swap(false, Ordering::Relaxed) {
+            self.outbox.wake();
+        }
+        self.inner.committed();
+    }
+}
+
+/// The bus consumer that runs `handler` in the group `group`.
+pub(crate) fn consumer<C: Consume>(
+    group: &str,
+    pool: sqlx::AnyPool,
+    outbox: Waker,
+    handler: C,
+) -> Consumer {
+    let typed = Typed {
+        inner: handler,
+        outbox,
+        staged: AtomicBool::new(false),
+    };
+    Consumer::new(group, pool, typed)
+}
