@@ -110,3 +110,130 @@ pub async fn supervise(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use clap::{CommandFactory, Parser};
+
+    use crate::{Cli, Command as Cmd, SERVICES};
+
+    /// A value for `arg` other than its default, as it would be typed.
+    fn other_value(arg: &clap::Arg) -> Option<String> {
+        if !arg.get_action().takes_values() {
+            return None; // a flag: given means on
+        }
+        let default = arg
+            .get_default_values()
+            .first()
+            .map(|v| v.to_string_lossy().into_owned());
+        if let Some(other) = arg
+            .get_possible_values()
+            .into_iter()
+            .map(|v| v.get_name().to_owned())
+            .find(|v| Some(v) != default.as_ref())
+        {
+            return Some(other);
+        }
+        Some(match default {
+            Some(number) if number.parse::<u64>().is_ok() => {
+                (number.parse::<u64>().unwrap() + 1).to_string()
+            }
+            Some(text) => format!("{text}-changed"),
+            None => format!("https://example.test/{}", arg.get_id()),
+        })
+    }
+
+    fn matches_of<'a>(matches: &'a clap::ArgMatches, subcommand: &str) -> &'a clap::ArgMatches {
+        let (name, matches) = matches.subcommand().expect("a subcommand");
+        assert_eq!(name, subcommand);
+        matches
+    }
+
+    #[test]
+    fn every_setting_of_every_service_reaches_its_child_processes() {
+        // `flotilla up --processes` with every setting of every service
+        // given a value other than its default.
+        let mut line: Vec<String> = [
+            "flotilla",
+            "up",
+            "--processes",
+            "--bus",
+            "nats://127.0.0.1:4222",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut settings = 0;
+        for entry in SERVICES {
+            for arg in entry.arguments() {
+                let long = arg.get_long().expect("every setting has a --long name");
+                assert!(
+                    arg.get_env().is_some(),
+                    "--{long} has no environment variable"
+                );
+                line.push(format!("--{long}"));
+                line.extend(other_value(&arg));
+                settings += 1;
+            }
+        }
+        assert!(settings >= 7, "only {settings} settings found");
+        let parent = Cli::command()
+            .try_get_matches_from(&line)
+            .expect("the parent's line parses");
+        let parent = matches_of(&parent, "up");
+        let Cmd::Up(args) = Cli::try_parse_from(&line).unwrap().command else {
+            unreachable!()
+        };
+
+        for entry in SERVICES {
+            let command = super::command(&args, entry, "http://127.0.0.1:1").unwrap();
+            let command = command.as_std();
+            let argv: Vec<OsString> = std::iter::once(OsString::from("flotilla"))
+                .chain(command.get_args().map(OsString::from))
+                .collect();
+            let child = Cli::command()
+                .try_get_matches_from(&argv)
+                .expect("the child's line parses");
+            let child = matches_of(&child, "serve");
+            assert_eq!(
+                child.get_one::<String>("service").map(String::as_str),
+                Some(entry.name)
+            );
+            let env: Vec<(OsString, Option<OsString>)> = command
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(OsString::from)))
+                .collect();
+            for arg in entry.arguments() {
+                let id = arg.get_id().as_str();
+                let given: Vec<OsString> =
+                    parent.get_raw(id).unwrap().map(OsString::from).collect();
+                if arg.is_hide_env_values_set() {
+                    // A secret: through the environment clap reads it from,
+                    // never on the command line.
+                    let var = arg.get_env().unwrap().to_owned();
+                    assert!(
+                        env.contains(&(var.clone(), Some(given[0].clone()))),
+                        "{}: {var:?} not handed on",
+                        entry.name
+                    );
+                    assert!(
+                        !argv
+                            .iter()
+                            .any(|a| a.to_string_lossy().contains(&*given[0].to_string_lossy()))
+                    );
+                } else {
+                    assert_eq!(
+                        child.value_source(id),
+                        Some(clap::parser::ValueSource::CommandLine),
+                        "{}: --{id} not handed on",
+                        entry.name
+                    );
+                    let received: Vec<OsString> =
+                        child.get_raw(id).unwrap().map(OsString::from).collect();
+                    assert_eq!(received, given, "{}: --{id}", entry.name);
+                }
+            }
+        }
+    }
+}
