@@ -91,6 +91,30 @@ impl TestService {
         format!("{}{path}", self.url)
     }
 
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.at(path))
+            .send()
+            .await
+            .expect("the service answers")
+    }
+
+    /// `POST path` with a JSON `body`.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        let request = self.client.post(self.at(path)).json(body);
+        request.send().await.expect("the service answers")
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.at(path))
+            .send()
+            .await
+            .expect("the service answers")
+    }
+
     /// The service's database.
     pub fn db(&self) -> &sqlx::AnyPool {
         &self.prepared.context().db
@@ -102,6 +126,14 @@ impl TestService {
         let message = self.published_on(E::SUBJECT).await;
         crate::consume::decode::<E>(&message)
             .unwrap_or_else(|e| panic!("{} does not decode: {e}", E::SUBJECT))
+    }
+
+    /// The payload of the next message the service published on `subject`,
+    /// as JSON.
+    pub async fn published_json(&mut self, subject: &str) -> serde_json::Value {
+        let message = self.published_on(subject).await;
+        serde_json::from_slice(&message.payload)
+            .unwrap_or_else(|e| panic!("{subject} is not JSON: {e}"))
     }
 
     /// The next message the service published on `subject`.
@@ -153,6 +185,19 @@ impl TestService {
     /// returns once they settled it (applied or dead-lettered).
     pub async fn deliver<E: Event>(&mut self, event: &E) -> String {
         self.deliver_message(crate::tx::message(event)).await
+    }
+
+    /// Hands the service's consumers a message on `subject` with the schema
+    /// header `schema` and `payload`, as another service would publish it.
+    pub async fn deliver_json(
+        &mut self,
+        subject: &str,
+        schema: &str,
+        payload: &serde_json::Value,
+    ) -> String {
+        let message = Message::new(subject, serde_json::to_vec(payload).expect("JSON"))
+            .with_header(flotilla_contracts::SCHEMA_HEADER, schema);
+        self.deliver_message(message).await
     }
 
     /// Hands a raw `message` to the service's consumers; returns its id once

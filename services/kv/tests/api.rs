@@ -1,0 +1,130 @@
+//! The kv service alone: roundtrips and batch items through its own
+//! consumers, and what it publishes on the way.
+
+use std::time::Duration;
+
+use flotilla_kit::testing::TestService;
+use flotilla_kv::Kv;
+use serde_json::{Value, json};
+
+fn item(batch: &str, index: u32, total: u32) -> Value {
+    json!({
+        "batch_id": batch, "index": index, "total": total,
+        "key": format!("k{index}"), "value": format!("v{index}"),
+    })
+}
+
+#[tokio::test]
+async fn a_roundtrip_is_stored_by_the_consumer_and_forwarded() {
+    let mut app = TestService::start::<Kv>(&[]).await;
+    let response = app
+        .post("/roundtrip", &json!({ "key": "colour", "value": "blue" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    let sent = app.published_json("kv.event").await;
+    assert_eq!(sent["correlation_id"], accepted["correlation_id"]);
+    let forwarded = app.published_json("kv.forward").await;
+    assert_eq!(forwarded["key"], "colour");
+    assert_eq!(forwarded["value"], "blue");
+    assert_eq!(forwarded["correlation_id"], accepted["correlation_id"]);
+    let stored: Value = app.get("/pairs/colour").await.json().await.unwrap();
+    assert_eq!(stored, forwarded);
+    assert_eq!(app.get("/pairs/other").await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_last_item_of_a_batch_stores_it_whole_and_replies_once() {
+    let mut app = TestService::start::<Kv>(&[]).await;
+    // Out of order, with a redelivery of item 0.
+    for index in [2, 0, 0] {
+        app.deliver_json("kv.batch", "kv.batch.v1", &item("b1", index, 3))
+            .await;
+    }
+    // Not stored until its last item: no reply, nothing to read.
+    assert_eq!(app.get("/batches/b1").await.status(), 404);
+    assert!(
+        !app.publishes_on("kv.batch.reply", Duration::from_millis(100))
+            .await
+    );
+    app.deliver_json("kv.batch", "kv.batch.v1", &item("b1", 1, 3))
+        .await;
+    let reply = app.published_json("kv.batch.reply").await;
+    assert_eq!(reply["batch_id"], "b1");
+    assert_eq!(reply["outcome"]["status"], "done");
+    assert_eq!(reply["outcome"]["size"], 3);
+
+    let batch: Value = app.get("/batches/b1").await.json().await.unwrap();
+    assert_eq!(batch["status"], "done");
+    let keys: Vec<&str> = batch["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["k0", "k1", "k2"]);
+    // A late redelivery changes nothing and replies nothing.
+    app.deliver_json("kv.batch", "kv.batch.v1", &item("b1", 2, 3))
+        .await;
+    assert!(
+        !app.publishes_on("kv.batch.reply", Duration::from_millis(100))
+            .await
+    );
+}
+
+#[tokio::test]
+async fn an_item_outside_its_batch_is_dead_lettered_with_the_reason() {
+    let mut app = TestService::start::<Kv>(&[]).await;
+    let id = app
+        .deliver_json("kv.batch", "kv.batch.v1", &item("b1", 3, 3))
+        .await;
+    let not_json = app
+        .deliver_json("kv.event", "kv.event.v1", &json!("nope"))
+        .await;
+    let dead = app.dead_letters().await;
+    let reason = |id: &str| {
+        dead.iter()
+            .find(|d| d.message_id == id)
+            .unwrap()
+            .error
+            .clone()
+    };
+    assert_eq!(reason(&id), "item 3 of a batch of 3");
+    assert!(
+        reason(&not_json).starts_with("not a kv.event.v1 event"),
+        "{}",
+        reason(&not_json)
+    );
+    assert_eq!(app.get("/batches/b1").await.status(), 404);
+}
+
+#[tokio::test]
+async fn without_its_consumer_a_roundtrip_is_published_but_not_stored() {
+    let mut app = TestService::start::<Kv>(&["--kv-no-consumer"]).await;
+    let response = app
+        .post("/roundtrip", &json!({ "key": "k", "value": "v" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    app.published_json("kv.event").await;
+    assert!(
+        !app.publishes_on("kv.forward", Duration::from_millis(200))
+            .await
+    );
+    assert_eq!(app.get("/pairs/k").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_batch_request_answers_once_its_items_came_back_stored() {
+    let app = TestService::start::<Kv>(&[]).await;
+    let response = app.post("/batch", &json!({ "id": "b2", "size": 20 })).await;
+    assert_eq!(response.status(), 200);
+    let done: Value = response.json().await.unwrap();
+    assert_eq!(
+        (done["status"].as_str(), done["size"].as_i64()),
+        (Some("done"), Some(20))
+    );
+    let listed: Value = app.get("/batches").await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["id"], "b2");
+    let conflict = app.post("/batch", &json!({ "id": "b2", "size": 21 })).await;
+    assert_eq!(conflict.status(), 409);
+}
