@@ -6,7 +6,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
 };
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::uri::Authority;
@@ -21,10 +21,15 @@ use crate::stats::InstanceStats;
 /// The pooled keep-alive client to one service's instances.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
-/// Milliseconds since the gateway started; the clock of ejections.
+/// Milliseconds since the gateway started; the clock of ejections, retry
+/// budgets, registrations and rate limits. Tokio's clock, so that tests can
+/// pause and advance it.
 pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+    EPOCH
+        .get_or_init(tokio::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// One upstream instance.
@@ -419,6 +424,47 @@ mod tests {
 
     fn picks(pool: &Pool, n: usize) -> Vec<usize> {
         (0..n).map(|_| pool.pick(None, &[]).unwrap().0).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ejection_lasts_its_back_off_which_doubles_while_failures_go_on() {
+        let p = pool(
+            Balance::RoundRobin,
+            &[("http://127.0.0.1:1", 1), ("http://127.0.0.1:2", 1)],
+        );
+        let base = RetryConfig::default().eject_base_ms;
+        let first = p.instances()[0].clone();
+        let step = |ms| tokio::time::advance(Duration::from_millis(ms));
+
+        p.report_failure(&first, true);
+        assert!(first.ejected());
+        assert_eq!(picks(&p, 3), [1, 1, 1]);
+        step(base - 10).await;
+        assert!(first.ejected());
+        step(20).await;
+        assert!(!first.ejected());
+
+        // Failing again at once: out for twice as long.
+        p.report_failure(&first, true);
+        step(2 * base - 10).await;
+        assert!(first.ejected());
+        step(20).await;
+        assert!(!first.ejected());
+
+        // A success once back resets the back-off to its base.
+        p.report_success(&first);
+        p.report_failure(&first, true);
+        step(base + 10).await;
+        assert!(!first.ejected());
+
+        // Errors other than refused connections eject after `eject_after` in a row.
+        let after = RetryConfig::default().eject_after;
+        for _ in 1..after {
+            p.report_failure(&first, false);
+        }
+        assert!(!first.ejected());
+        p.report_failure(&first, false);
+        assert!(first.ejected());
     }
 
     #[test]

@@ -62,8 +62,10 @@ pub trait Configure: Service + Sized {
     const NAME: &'static str;
     /// One line on what it does, for `--help` and the generated deploy files.
     const ABOUT: &'static str;
-    /// Its settings, flattened into `flotilla up` and `flotilla serve`. Each
-    /// has a `--long` name and an `env` variable; a secret one sets
+    /// Its settings, flattened into `flotilla up` and `flotilla serve`, with
+    /// a `#[group(id = NAME)]`. Each has a `--long` name prefixed like the
+    /// others of the service, an `env` variable, and an id (its field name)
+    /// unique in the whole command line; a secret one sets
     /// `hide_env_values`, and is handed to child processes through the
     /// environment rather than the command line.
     type Config: clap::Args + clap::FromArgMatches + std::fmt::Debug;
