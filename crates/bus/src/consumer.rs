@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use rand::RngExt;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Bus, BusError, Delivery, Message, Subscription, now_ms};
@@ -277,7 +277,7 @@ impl Consumer {
 }
 
 /// A message a consumer gave up on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct DeadLetter {
     pub consumer: String,
     pub message_id: String,
@@ -290,25 +290,12 @@ pub struct DeadLetter {
 
 /// Every dead letter in `pool`, newest first.
 pub async fn dead_letters(pool: &AnyPool) -> Result<Vec<DeadLetter>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT consumer, message_id, subject, payload, attempts, error, failed_at \
          FROM dead_letters ORDER BY failed_at DESC",
     )
     .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(DeadLetter {
-                consumer: row.try_get("consumer")?,
-                message_id: row.try_get("message_id")?,
-                subject: row.try_get("subject")?,
-                payload: row.try_get("payload")?,
-                attempts: row.try_get("attempts")?,
-                error: row.try_get("error")?,
-                failed_at: row.try_get("failed_at")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 #[cfg(test)]
