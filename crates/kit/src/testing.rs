@@ -1,6 +1,8 @@
 //! A harness for a service's own tests: ONE service started on port 0 over a
 //! temporary SQLite file and the in-process bus, with what it publishes in
-//! view and a way to hand its consumers deliveries.
+//! view and a way to hand its consumers deliveries. With
+//! `FLOTILLA_TEST_BACKEND=scale-out…` and `FLOTILLA_TEST_POSTGRES_URL` set,
+//! its database is a schema of its own in that PostgreSQL instead.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -52,7 +54,7 @@ impl TestService {
         let config = parse::<S>(args).unwrap_or_else(|e| panic!("{} settings: {e}", S::NAME));
         let service = S::configure(config, &shared).expect("the service configures");
         let data = tempfile::tempdir().expect("temporary directory");
-        let storage = db::Storage::Sqlite(data.path().to_owned());
+        let storage = storage(&data);
         let bus = MemoryBus::new(Duration::from_secs(30));
         let published = bus.listen(">").await.expect("the in-process bus listens");
         let shutdown = CancellationToken::new();
@@ -212,6 +214,16 @@ impl TestService {
         id
     }
 
+    /// Why the service's consumers gave up on the message `id`; panics if
+    /// they did not.
+    pub async fn dead_letter_reason(&self, id: &str) -> String {
+        let dead = self.dead_letters().await;
+        let letter = dead.into_iter().find(|d| d.message_id == id);
+        letter
+            .unwrap_or_else(|| panic!("message {id} was not dead-lettered"))
+            .error
+    }
+
     /// The messages the service's consumers gave up on, newest first.
     pub async fn dead_letters(&self) -> Vec<DeadLetter> {
         flotilla_bus::consumer::dead_letters(self.db())
@@ -223,6 +235,22 @@ impl TestService {
 impl Drop for TestService {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// A SQLite file in `data`, or a fresh schema on the PostgreSQL of the
+/// scale-out test run.
+fn storage(data: &TempDir) -> db::Storage {
+    let scale_out =
+        std::env::var("FLOTILLA_TEST_BACKEND").is_ok_and(|b| b.starts_with("scale-out"));
+    match std::env::var("FLOTILLA_TEST_POSTGRES_URL") {
+        Ok(url) if scale_out => {
+            let tag = uuid::Uuid::now_v7().simple().to_string();
+            let prefix = format!("t{}_", &tag[tag.len() - 12..]);
+            db::Storage::new(Some(&url), data.path().to_owned(), &prefix)
+                .expect("FLOTILLA_TEST_POSTGRES_URL is a postgres:// URL")
+        }
+        _ => db::Storage::Sqlite(data.path().to_owned()),
     }
 }
 

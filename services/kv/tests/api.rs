@@ -128,3 +128,45 @@ async fn a_batch_request_answers_once_its_items_came_back_stored() {
     let conflict = app.post("/batch", &json!({ "id": "b2", "size": 21 })).await;
     assert_eq!(conflict.status(), 409);
 }
+
+#[tokio::test]
+async fn limits_are_422_problems_naming_the_field() {
+    let app = TestService::start::<Kv>(&[]).await;
+    let long_key = "k".repeat(257);
+    let long_value = "v".repeat(65_537);
+    let cases = [
+        ("/roundtrip", json!({ "key": "", "value": "v" }), "key"),
+        (
+            "/roundtrip",
+            json!({ "key": long_key, "value": "v" }),
+            "key",
+        ),
+        (
+            "/roundtrip",
+            json!({ "key": "k", "value": long_value }),
+            "value",
+        ),
+        ("/batch", json!({ "size": 0 }), "size"),
+        ("/batch", json!({ "size": 100_001 }), "size"),
+        ("/batch", json!({}), "size"),
+        ("/batch", json!({ "size": 1, "items": [] }), "size"),
+        ("/batch", json!({ "id": "no spaces", "size": 1 }), "id"),
+        ("/batch", json!({ "items": [] }), "items"),
+        (
+            "/batch",
+            json!({ "items": [{ "key": "a", "value": "1" }, { "key": "a", "value": "2" }] }),
+            "items",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let response = app.post(path, &body).await;
+        assert_eq!(response.status(), 422, "{path} {body}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:flotilla:problem:validation");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    let wrong_type = app.post("/batch", &json!({ "size": "ten" })).await;
+    assert_eq!(wrong_type.status(), 422);
+    let list: Value = app.get("/batches").await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]), "nothing stored");
+}

@@ -96,29 +96,47 @@ async fn a_message_sent_through_the_api_is_queued_and_fetchable() {
         .await
         .unwrap();
     assert_eq!(fetched, queued);
+    assert_eq!(app.get("/messages/nope").await.status(), 404);
+}
+
+#[tokio::test]
+async fn invalid_messages_are_refused() {
+    let app = TestService::start::<Notifications>(&[]).await;
     for (body, field) in [
-        (json!({ "channel": "", "message": "x" }), "channel"),
-        (json!({ "channel": "#a b", "message": "x" }), "channel"),
-        (json!({ "channel": "#a", "message": "" }), "message"),
+        (json!({ "channel": "", "message": "hi" }), "channel"),
+        (json!({ "channel": "#a b", "message": "hi" }), "channel"),
+        (json!({ "channel": "#user", "message": "" }), "message"),
+        (
+            json!({ "channel": "#user", "message": "x".repeat(4001) }),
+            "message",
+        ),
     ] {
         let response = app.post("/messages", &body).await;
         assert_eq!(response.status(), 422, "{body}");
         let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:flotilla:problem:validation");
         assert_eq!(problem["errors"][0]["field"], field);
     }
-    assert_eq!(app.get("/messages/nope").await.status(), 404);
+    assert!(messages(&app).await.is_empty());
 }
 
-/// A webhook that fails its first `failures` calls, then records the bodies
-/// it accepts.
-async fn webhook(failures: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
+/// A local webhook that refuses its first `failures` calls with 503.
+struct Webhook {
+    url: String,
+    /// The bodies it accepted.
+    accepted: Arc<Mutex<Vec<Value>>>,
+    /// Every call, accepted or refused.
+    calls: Arc<Mutex<usize>>,
+}
+
+async fn webhook(failures: usize) -> Webhook {
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let calls = Arc::new(Mutex::new(0));
-    let record = accepted.clone();
+    let (record, counted) = (accepted.clone(), calls.clone());
     let app = Router::new().route(
         "/hook",
         post(move |axum::Json(body): axum::Json<Value>| {
-            let (record, calls) = (record.clone(), calls.clone());
+            let (record, calls) = (record.clone(), counted.clone());
             async move {
                 let mut calls = calls.lock().unwrap();
                 *calls += 1;
@@ -133,7 +151,11 @@ async fn webhook(failures: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, accepted)
+    Webhook {
+        url,
+        accepted,
+        calls,
+    }
 }
 
 async fn until_status(app: &TestService, status: &str) -> Value {
@@ -149,10 +171,10 @@ async fn until_status(app: &TestService, status: &str) -> Value {
 
 #[tokio::test]
 async fn a_failed_delivery_is_retried_until_the_webhook_accepts_it() {
-    let (url, accepted) = webhook(2).await;
+    let hook = webhook(2).await;
     let mut app = TestService::start::<Notifications>(&[
         "--slack-webhook-url",
-        &url,
+        &hook.url,
         "--slack-retry-base-ms",
         "20",
     ])
@@ -160,18 +182,19 @@ async fn a_failed_delivery_is_retried_until_the_webhook_accepts_it() {
     app.deliver(&user("u1")).await;
     let sent = until_status(&app, "sent").await;
     assert_eq!(sent["attempts"], 3);
+    assert_eq!(*hook.calls.lock().unwrap(), 3);
     assert_eq!(
-        *accepted.lock().unwrap(),
+        *hook.accepted.lock().unwrap(),
         [json!({ "channel": "#user", "text": "User u1 created" })]
     );
 }
 
 #[tokio::test]
 async fn a_message_fails_for_good_once_its_attempts_are_spent() {
-    let (url, accepted) = webhook(usize::MAX).await;
+    let hook = webhook(usize::MAX).await;
     let app = TestService::start::<Notifications>(&[
         "--slack-webhook-url",
-        &url,
+        &hook.url,
         "--slack-retry-base-ms",
         "10",
         "--slack-max-attempts",
@@ -191,5 +214,6 @@ async fn a_message_fails_for_good_once_its_attempts_are_spent() {
         failed["last_error"].as_str().unwrap().contains("503"),
         "{failed}"
     );
-    assert!(accepted.lock().unwrap().is_empty());
+    assert!(hook.accepted.lock().unwrap().is_empty());
+    assert_eq!(*hook.calls.lock().unwrap(), 3, "no call after the last attempt");
 }

@@ -1,5 +1,7 @@
 //! The users service alone: its HTTP API and the events it publishes.
 
+use std::time::Duration;
+
 use flotilla_contracts::{Event as _, UserCreatedV1, UserDeletedV1};
 use flotilla_kit::testing::TestService;
 use flotilla_users::Users;
@@ -34,11 +36,11 @@ async fn a_created_user_is_stored_and_announced() {
 }
 
 #[tokio::test]
-async fn an_email_is_taken_once_whatever_its_case() {
+async fn duplicate_email_is_a_conflict_whatever_its_case() {
     let mut app = TestService::start::<Users>(&[]).await;
-    assert_eq!(create(&app, "Ada", "ada@example.com").await.status(), 201);
+    assert_eq!(create(&app, "foo", "foo@example.com").await.status(), 201);
     let _: UserCreatedV1 = app.published().await;
-    let response = create(&app, "Ada again", "ADA@example.com").await;
+    let response = create(&app, "other", "FOO@example.com").await;
     assert_eq!(response.status(), 409);
     assert_eq!(
         response.headers()["content-type"],
@@ -46,61 +48,80 @@ async fn an_email_is_taken_once_whatever_its_case() {
     );
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:flotilla:problem:conflict");
+    assert_eq!(problem["status"], 409);
     assert!(
-        !app.publishes_on(
-            UserCreatedV1::SUBJECT,
-            std::time::Duration::from_millis(200)
-        )
-        .await
+        !app.publishes_on(UserCreatedV1::SUBJECT, Duration::from_millis(200))
+            .await
     );
 }
 
 #[tokio::test]
-async fn invalid_fields_are_named() {
-    let app = TestService::start::<Users>(&[]).await;
+async fn invalid_fields_are_422_naming_the_field() {
+    let mut app = TestService::start::<Users>(&[]).await;
+    let long = "x".repeat(101);
     for (name, email, field) in [
         ("", "a@example.com", "name"),
-        ("Ada", "not an email", "email"),
+        ("   ", "a@example.com", "name"),
+        (long.as_str(), "a@example.com", "name"),
+        ("foo", "bar", "email"),
+        ("foo", "foo@", "email"),
     ] {
         let response = create(&app, name, email).await;
         assert_eq!(response.status(), 422, "{name:?} {email:?}");
         let problem: Value = response.json().await.unwrap();
-        assert_eq!(problem["errors"][0]["field"], field);
+        assert_eq!(problem["type"], "urn:flotilla:problem:validation");
+        assert_eq!(problem["errors"][0]["field"], field, "{name:?} {email:?}");
+        assert!(problem["detail"].as_str().unwrap().contains(field));
     }
     let page: Value = app.get("/").await.json().await.unwrap();
-    assert_eq!(page["items"], json!([]));
+    assert_eq!(page["items"], json!([]), "nothing invalid was stored");
+    assert!(
+        !app.publishes_on(UserCreatedV1::SUBJECT, Duration::from_millis(100))
+            .await
+    );
 }
 
 #[tokio::test]
-async fn users_are_listed_a_page_at_a_time_in_creation_order() {
+async fn keyset_pagination_walks_every_user_once_in_order() {
     let app = TestService::start::<Users>(&[]).await;
-    for i in 0..5 {
-        assert_eq!(
-            create(&app, &format!("u{i}"), &format!("u{i}@example.com"))
-                .await
-                .status(),
-            201
-        );
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let user: Value = create(&app, &format!("user {i}"), &format!("u{i}@example.com"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        created.push(user["id"].as_str().unwrap().to_owned());
     }
-    let mut names = Vec::new();
-    let mut path = "/?limit=2".to_owned();
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    let mut pages = 0;
     loop {
-        let page: Value = app.get(&path).await.json().await.unwrap();
-        names.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["name"].as_str().unwrap().to_owned()),
-        );
+        let page: Value = app
+            .get(&format!("/?limit=3&after={after}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        for user in page["items"].as_array().unwrap() {
+            seen.push(user["id"].as_str().unwrap().to_owned());
+        }
         match page["next"].as_str() {
-            Some(next) => path = format!("/?limit=2&after={next}"),
+            Some(next) => after = next.to_owned(),
             None => break,
         }
     }
-    assert_eq!(names, ["u0", "u1", "u2", "u3", "u4"]);
-    assert_eq!(app.get("/?limit=0").await.status(), 400);
-    assert_eq!(app.get("/?limit=501").await.status(), 400);
+    assert_eq!(seen, created);
+    assert_eq!(pages, 3);
+    for limit in ["0", "501", "x"] {
+        let response = app.get(&format!("/?limit={limit}")).await;
+        assert_eq!(response.status(), 400, "limit={limit}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
 }
 
 #[tokio::test]
