@@ -19,6 +19,9 @@ What it checks, without Docker or a Kubernetes cluster:
     container listens on;
   * every file that compose.yaml, the Dockerfile and kustomization.yaml refer
     to exists, and the Dockerfile copies every workspace member;
+  * the services that `flotilla serve --help` lists are exactly those that
+    compose.yaml and the Kubernetes Deployments run and both gateway
+    configurations route to;
   * Service selectors, Deployment selectors, HPA targets, ConfigMap and Secret
     references resolve; each container runs as the image's non-root user on a
     read-only root filesystem, with probes and resources;
@@ -110,7 +113,17 @@ def help_env_names(binary: Path, *args: str) -> set[str]:
     )
     if out.returncode != 0:
         raise RuntimeError(f"{binary} {' '.join(args)} --help exited {out.returncode}: {out.stderr.strip()}")
-    return set(re.findall(r"\[env: ([A-Z0-9_]+)=", out.stdout))
+    # A secret's value is hidden: `[env: NAME]` rather than `[env: NAME=]`.
+    return set(re.findall(r"\[env: ([A-Z0-9_]+)[=\]]", out.stdout))
+
+
+def served_services(binary: Path) -> set[str]:
+    """The services `flotilla serve` runs, as its help lists them, the gateway aside."""
+    out = subprocess.run(
+        [str(binary), "serve", "-h"], capture_output=True, text=True, env=clean_env(), timeout=30
+    )
+    m = re.search(r"<SERVICE>.*?\[possible values: ([^\]]+)\]", out.stdout, re.S)
+    return {v.strip() for v in m.group(1).split(",")} - {"gateway"} if m else set()
 
 
 class Process:
@@ -276,6 +289,15 @@ def env_map(environment) -> dict[str, str | None]:
             out[key] = value if sep else None
         return out
     return {k: (None if v is None else str(v)) for k, v in environment.items()}
+
+
+def compose_services(compose: dict) -> dict[str, str]:
+    """Compose service -> the service its flotilla container runs (`serve NAME`), the gateway aside."""
+    services = compose.get("services") or {}
+    image = (services.get("gateway") or {}).get("image")
+    return {name: svc["command"][1] for name, svc in services.items()
+            if svc.get("image") == image and (svc.get("command") or [])[:1] == ["serve"]
+            and svc["command"][1:2] != ["gateway"]}
 
 
 def healthcheck_command(check: dict) -> str | None:
@@ -672,8 +694,30 @@ def check_gateway_configs(binary: Path, tomls: dict[Path, dict], logdir: Path) -
            "binary rejects a broken gateway configuration (control)", f"exit {out.returncode}")
 
 
+def check_services(served: set[str], compose: dict, resources: list[tuple[Path, dict]],
+                   gateway_configs: dict[Path, dict]) -> None:
+    """Every service the binary runs is deployed and routed everywhere, and nothing else is."""
+    report(bool(served), "binary: `serve --help` lists the services", ", ".join(sorted(served)))
+
+    def same(where: str, found: set[str]) -> None:
+        missing, unknown = sorted(served - found), sorted(found - served)
+        detail = "; ".join(part for part in (missing and "missing " + ", ".join(missing),
+                                             unknown and "unknown " + ", ".join(unknown)) if part)
+        report(not detail, f"{where}: every service the binary runs, and only those",
+               detail or ", ".join(sorted(found)))
+
+    same("compose.yaml", set(compose_services(compose).values()))
+    deployed = {(c.get("args") or [None, None])[1] for _, doc in resources if doc.get("kind") == "Deployment"
+                for c in doc["spec"]["template"]["spec"]["containers"]}
+    same("k8s Deployments", deployed - {"gateway"})
+    for path, config in gateway_configs.items():
+        same(f"routes of {rel(path)}", {r.get("service") for r in config.get("route", [])})
+
+
 def check_healthcheck_command(binary: Path, compose: dict, logdir: Path) -> None:
-    svc = (compose.get("services") or {}).get("users") or {}
+    # Every flotilla service has the same health check: try it on the first.
+    first = next(iter(compose_services(compose).items()), ("users", "users"))
+    svc = (compose.get("services") or {}).get(first[0]) or {}
     cmd = healthcheck_command(svc.get("healthcheck") or {})
     if not report(cmd is not None, "compose health check is a bash command"):
         return
@@ -685,14 +729,14 @@ def check_healthcheck_command(binary: Path, compose: dict, logdir: Path) -> None
         return subprocess.run(["bash", "-c", cmd], env=clean_env(FLOTILLA_PORT=str(port)),
                               capture_output=True, timeout=10).returncode
 
-    data = logdir / "users-data"
-    users = Process(binary, ["serve", "users", "--port", "0", "--data", str(data)],
-                    clean_env(FLOTILLA_LOG_FORMAT="json"), logdir, "users")
-    gateway = Process(binary, ["serve", "gateway", "--port", "0", "--upstream", "users=http://127.0.0.1:9"],
+    data = logdir / f"{first[1]}-data"
+    service = Process(binary, ["serve", first[1], "--port", "0", "--data", str(data)],
+                      clean_env(FLOTILLA_LOG_FORMAT="json"), logdir, first[1])
+    gateway = Process(binary, ["serve", "gateway", "--port", "0", "--upstream", f"{first[1]}=http://127.0.0.1:9"],
                       clean_env(FLOTILLA_LOG_FORMAT="json"), logdir, "gateway-unhealthy")
     try:
-        port = users.wait_listening(30)
-        if report(port is not None, "serve users starts (SQLite) for the health check test"):
+        port = service.wait_listening(30)
+        if report(port is not None, f"serve {first[1]} starts (SQLite) for the health check test"):
             ok = False
             for _ in range(20):
                 if run(port) == 0:
@@ -710,7 +754,7 @@ def check_healthcheck_command(binary: Path, compose: dict, logdir: Path) -> None
             closed = s.getsockname()[1]
         report(run(closed) != 0, "compose health check fails on a closed port")
     finally:
-        users.stop()
+        service.stop()
         gateway.stop()
 
 
@@ -1008,7 +1052,8 @@ def smoke(binary: Path, compose: dict, logdir: Path) -> None:
         report(not errors, "smoke: no error logged by the running processes", "; ".join(f"{l}: {m}" for l, m in errors)[:400])
         cleanup = []
         if shutil.which("psql"):
-            drop = "".join(f'DROP SCHEMA IF EXISTS "{prefix}{s}" CASCADE;' for s in ("users", "notifications", "kv"))
+            schemas = sorted(set(compose_services(compose).values()))
+            drop = "".join(f'DROP SCHEMA IF EXISTS "{prefix}{s}" CASCADE;' for s in schemas)
             out = subprocess.run(["psql", pg, "-qc", drop], capture_output=True, text=True)
             cleanup.append("schemas dropped" if out.returncode == 0 else f"schemas: {out.stderr.strip()}")
         else:
@@ -1074,6 +1119,7 @@ def main() -> int:
                         except tomllib.TOMLDecodeError as err:
                             report(False, f"toml parses: {rel(path)}", str(err))
                             gateway_configs[path] = {}
+        check_services(served_services(binary), compose, resources, gateway_configs)
         check_gateway_configs(binary, gateway_configs, logdir)
         check_healthcheck_command(binary, compose, logdir)
         check_external(resources, logdir)

@@ -39,6 +39,8 @@ pub enum Command {
     Up(UpArgs),
     /// Runs one service, or the gateway, alone.
     Serve(ServeArgs),
+    /// Writes the Compose and Kubernetes files for every service.
+    Deploy(DeployArgs),
 }
 
 /// Where the services keep their data and exchange their events.
@@ -219,6 +221,18 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub services: ServiceSettings,
+}
+
+/// What `flotilla deploy` writes, and where.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// Directory to write the files into (created if missing); files of the
+    /// same names are replaced.
+    #[arg(long, value_name = "DIR", default_value = "deploy")]
+    pub out: PathBuf,
+    /// Which files: Docker Compose, Kubernetes, or both.
+    #[arg(long, value_enum, default_value = "all")]
+    pub target: crate::deploy::Target,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! ([`serve`]).
 
 pub mod args;
+pub mod deploy;
 pub mod register;
 pub mod registry;
 pub mod serve;

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     flotilla_kit::telemetry::init(cli.log_format);
     let threads = match &cli.command {
         Command::Serve(args) => args.threads,
-        Command::Up(_) => None,
+        Command::Up(_) | Command::Deploy(_) => None,
     };
     let runtime = match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread()
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Up(args) => up(args).await,
             Command::Serve(args) => flotilla_cli::serve::run(args).await,
+            Command::Deploy(args) => flotilla_cli::deploy::run(args),
         }
     });
     match result {

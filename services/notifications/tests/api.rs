@@ -215,5 +215,9 @@ async fn a_message_fails_for_good_once_its_attempts_are_spent() {
         "{failed}"
     );
     assert!(hook.accepted.lock().unwrap().is_empty());
-    assert_eq!(*hook.calls.lock().unwrap(), 3, "no call after the last attempt");
+    assert_eq!(
+        *hook.calls.lock().unwrap(),
+        3,
+        "no call after the last attempt"
+    );
 }
