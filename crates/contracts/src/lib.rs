@@ -20,6 +20,7 @@ pub mod problem {
     pub const GATEWAY_TIMEOUT: &str = "urn:flotilla:problem:gateway-timeout";
     pub const RATE_LIMITED: &str = "urn:flotilla:problem:rate-limited";
     pub const FORBIDDEN: &str = "urn:flotilla:problem:forbidden";
+    pub const UNAUTHORIZED: &str = "urn:flotilla:problem:unauthorized";
 }
 
 /// The header naming the schema of a message's payload.
@@ -44,6 +45,21 @@ pub struct UserCreatedV1 {
 impl Event for UserCreatedV1 {
     const SUBJECT: &'static str = "user.created";
     const SCHEMA: &'static str = "user.created.v1";
+}
+
+/// An account was created in the auth service: someone signed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCreatedV1 {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl Event for AccountCreatedV1 {
+    const SUBJECT: &'static str = "account.created";
+    const SCHEMA: &'static str = "account.created.v1";
 }
 
 /// A user account was deleted.

@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use flotilla_bus::Message;
-use flotilla_bus::consumer::{Consumer, Handler, HandlerError};
+pub use flotilla_bus::Message;
+pub use flotilla_bus::consumer::HandlerError;
+use flotilla_bus::consumer::{Consumer, Handler};
 use flotilla_bus::outbox::Waker;
 use flotilla_contracts::{Event, SCHEMA_HEADER};
 use serde::de::DeserializeOwned;

@@ -15,7 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::Context;
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::problem::{Problem, kind};
 
 /// Largest request body a service accepts.
@@ -24,7 +24,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// The service's `routes` plus `/health`, `/metrics`, `/openapi.json`, `/docs`,
 /// problem+json for unknown routes and methods, metrics and request ids.
 pub fn app(routes: Router, mut openapi: utoipa::openapi::OpenApi, ctx: &Context) -> Router {
-    let registry = Metrics::new(ctx.name);
+    let registry = ctx.metrics.clone();
     // The page loads the document relative to itself, so that it works both
     // directly and behind the gateway's `/<service>` prefix.
     openapi.servers = Some(vec![utoipa::openapi::Server::new(format!("/{}", ctx.name))]);

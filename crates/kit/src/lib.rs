@@ -16,6 +16,7 @@
 pub mod consume;
 pub mod db;
 mod error;
+pub mod fields;
 pub mod http;
 pub mod metrics;
 pub mod page;
@@ -110,6 +111,10 @@ pub struct Context {
     /// Wakes the outbox relay; [`Tx::commit`] and typed consumers do it.
     outbox: Waker,
     pub shutdown: CancellationToken,
+    /// The instance's own Prometheus registry: record what the service
+    /// does with `ctx.metrics.record(|| metrics::counter!(…))`, and it is
+    /// served at `/metrics` with the HTTP metrics.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Context {

@@ -43,6 +43,7 @@ pub async fn prepare(
         bus,
         outbox: Waker::default(),
         shutdown,
+        metrics: crate::metrics::Metrics::new(name),
     };
     Ok(Prepared { service, ctx })
 }
@@ -64,13 +65,18 @@ impl Prepared {
         tasks: &mut JoinSet<()>,
     ) -> anyhow::Result<SocketAddr> {
         let addr = listener.local_addr()?;
+        // Each instance counts its own work, in a registry of its own.
+        let ctx = Context {
+            metrics: crate::metrics::Metrics::new(self.ctx.name),
+            ..self.ctx.clone()
+        };
         let routes = self
             .service
-            .start(&self.ctx, tasks)
+            .start(&ctx, tasks)
             .await
-            .with_context(|| format!("{}: start-up failed", self.ctx.name))?;
-        let app = http::app(routes, self.service.openapi(), &self.ctx);
-        tasks.spawn(http::serve(listener, app, self.ctx.shutdown.clone()));
+            .with_context(|| format!("{}: start-up failed", ctx.name))?;
+        let app = http::app(routes, self.service.openapi(), &ctx);
+        tasks.spawn(http::serve(listener, app, ctx.shutdown.clone()));
         Ok(addr)
     }
 

@@ -4,10 +4,8 @@
 //! `kv.batch.reply` (the batch's outcome, once its last item is stored).
 
 use async_trait::async_trait;
-use flotilla_bus::Message;
-use flotilla_bus::consumer::HandlerError;
 use flotilla_contracts::Event;
-use flotilla_kit::consume::{Consume, Staging};
+use flotilla_kit::consume::{Consume, HandlerError, Message, Staging};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{BatchItem, Item, Pair};

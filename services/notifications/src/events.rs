@@ -4,10 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flotilla_bus::Message;
-use flotilla_bus::consumer::HandlerError;
 use flotilla_contracts::UserCreatedV1;
-use flotilla_kit::consume::{Consume, Staging};
+use flotilla_kit::consume::{Consume, HandlerError, Message, Staging};
 use tokio::sync::Notify;
 
 use crate::domain::{Channel, Status, Text};

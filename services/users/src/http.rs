@@ -11,8 +11,8 @@ use flotilla_kit::{Context, Error, Json, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{Email, UserName};
 use crate::store::{self, User};
+use flotilla_kit::fields::{DisplayName, Email};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -67,7 +67,7 @@ pub async fn create(
     State(AppState { ctx }): State<AppState>,
     Json(body): Json<CreateUser>,
 ) -> Result<impl IntoResponse, Error> {
-    let name = UserName::parse(&body.name).map_err(Error::field("name"))?;
+    let name = DisplayName::parse(&body.name).map_err(Error::field("name"))?;
     let email = Email::parse(&body.email).map_err(Error::field("email"))?;
     let mut tx = ctx.begin().await?;
     let user = store::insert(&mut tx, &name, &email)

@@ -1,8 +1,9 @@
-//! The users service: user accounts. Creating a user publishes
-//! `user.created`, deleting one `user.deleted`, both through the outbox.
+//! The users service: user profiles. Creating a user publishes
+//! `user.created`, deleting one `user.deleted`, both through the outbox; an
+//! account created in the auth service gets its profile here.
 
 mod config;
-mod domain;
+mod events;
 mod http;
 mod store;
 
@@ -12,7 +13,6 @@ use tokio::task::JoinSet;
 use utoipa::OpenApi;
 
 pub use config::Config;
-pub use domain::{Email, UserName};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,7 +28,8 @@ pub struct Users;
 
 impl Configure for Users {
     const NAME: &'static str = "users";
-    const ABOUT: &'static str = "user accounts; publishes user.created and user.deleted";
+    const ABOUT: &'static str =
+        "user profiles, one per account too; publishes user.created and user.deleted";
     type Config = Config;
 
     fn configure(_config: Config, _shared: &Shared) -> anyhow::Result<Self> {
@@ -47,7 +48,8 @@ impl Service for Users {
         ApiDoc::openapi()
     }
 
-    async fn start(&self, ctx: &Context, _tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
+    async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
+        ctx.consume(events::AccountCreated, tasks).await?;
         Ok(http::router(http::AppState { ctx: ctx.clone() }))
     }
 }

@@ -2,7 +2,7 @@
 
 use sqlx::{AnyConnection, AnyPool};
 
-use crate::domain::{Email, UserName};
+use flotilla_kit::fields::{DisplayName, Email};
 
 /// A stored user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -15,7 +15,7 @@ pub struct User {
 
 pub async fn insert(
     tx: &mut AnyConnection,
-    name: &UserName,
+    name: &DisplayName,
     email: &Email,
 ) -> Result<User, sqlx::Error> {
     sqlx::query_as(
@@ -56,4 +56,24 @@ pub async fn delete(tx: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Erro
         .execute(tx)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Inserts a user unless one has `email` already (whatever its case); the
+/// new user, or `None`.
+pub async fn insert_if_new(
+    tx: &mut AnyConnection,
+    name: &DisplayName,
+    email: &Email,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(
+        "INSERT INTO users (id, name, email, email_key, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (email_key) DO NOTHING RETURNING id, name, email, created_at",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(name.as_str())
+    .bind(email.as_str())
+    .bind(email.key())
+    .bind(flotilla_kit::timestamp())
+    .fetch_optional(tx)
+    .await
 }

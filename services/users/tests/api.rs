@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flotilla_contracts::{Event as _, UserCreatedV1, UserDeletedV1};
+use flotilla_contracts::{AccountCreatedV1, Event as _, UserCreatedV1, UserDeletedV1};
 use flotilla_kit::testing::TestService;
 use flotilla_users::Users;
 use serde_json::{Value, json};
@@ -140,4 +140,53 @@ async fn a_deleted_user_is_gone_and_announced() {
     let again = app.delete(&format!("/{id}")).await;
     assert_eq!(again.status(), 404);
     assert_eq!(again.headers()["content-type"], "application/problem+json");
+}
+
+fn account(id: &str, email: &str) -> AccountCreatedV1 {
+    AccountCreatedV1 {
+        id: id.to_owned(),
+        email: email.to_owned(),
+        name: "Ada".to_owned(),
+        created_at: "2026-01-01T00:00:00.000Z".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_new_account_gets_a_profile_once_per_email() {
+    let mut app = TestService::start::<Users>(&[]).await;
+    app.deliver(&account("a1", "ada@example.com")).await;
+    let event: UserCreatedV1 = app.published().await;
+    assert_eq!(
+        (event.email.as_str(), event.name.as_str()),
+        ("ada@example.com", "Ada")
+    );
+    let user: Value = app
+        .get(&format!("/{}", event.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["email"], "ada@example.com");
+
+    // Another account event for the same address, in another case: no
+    // second profile, no second announcement.
+    app.deliver(&account("a2", "ADA@example.com")).await;
+    assert!(
+        !app.publishes_on(UserCreatedV1::SUBJECT, Duration::from_millis(200))
+            .await
+    );
+    let page: Value = app.get("/").await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_account_event_that_does_not_fit_is_dead_lettered() {
+    let mut app = TestService::start::<Users>(&[]).await;
+    let id = app.deliver(&account("a1", "not an email")).await;
+    let reason = app.dead_letter_reason(&id).await;
+    assert_eq!(reason, "email must look like name@example.com");
+    assert_eq!(
+        app.get("/").await.json::<Value>().await.unwrap()["items"],
+        json!([])
+    );
 }

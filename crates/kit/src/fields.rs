@@ -1,10 +1,11 @@
-//! The users domain: what a valid name and e-mail address are. No I/O.
+//! Fields several services parse at their edge: a person's display name
+//! and e-mail address. No I/O.
 
-/// A user's display name: trimmed, 1 to 100 characters, no control characters.
+/// A person's display name: trimmed, 1 to 100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserName(String);
+pub struct DisplayName(String);
 
-impl UserName {
+impl DisplayName {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
@@ -83,11 +84,11 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(UserName::parse("  foo ").unwrap().as_str(), "foo");
-        assert!(UserName::parse("   ").is_err());
-        assert!(UserName::parse(&"é".repeat(100)).is_ok());
-        assert!(UserName::parse(&"é".repeat(101)).is_err());
-        assert!(UserName::parse("a\u{0}b").is_err());
+        assert_eq!(DisplayName::parse("  foo ").unwrap().as_str(), "foo");
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"é".repeat(100)).is_ok());
+        assert!(DisplayName::parse(&"é".repeat(101)).is_err());
+        assert!(DisplayName::parse("a\u{0}b").is_err());
     }
 
     #[test]
