@@ -13,6 +13,7 @@ pub static SERVICES: &[Entry] = &[
     Entry::of::<flotilla_users::Users>(),
     Entry::of::<flotilla_notifications::Notifications>(),
     Entry::of::<flotilla_kv::Kv>(),
+    Entry::of::<flotilla_auth::Auth>(),
 ];
 
 /// A registered service: its name, and how its settings are declared and

@@ -1,5 +1,6 @@
 //! End-to-end tests over HTTP through the gateway of a real stack.
 
+mod auth;
 mod bad_input;
 mod gateway;
 mod kv;

@@ -1,0 +1,32 @@
+//! Settings of the auth service.
+
+/// How long sessions last and how failed logins are limited.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "auth")]
+pub struct Config {
+    /// How long a browser stays signed in, in hours.
+    #[arg(
+        long = "auth-session-hours",
+        env = "FLOTILLA_AUTH_SESSION_HOURS",
+        default_value_t = 12,
+        value_parser = clap::value_parser!(u64).range(1..=24 * 90)
+    )]
+    pub session_hours: u64,
+    /// Failed logins allowed per account, and per client address, within
+    /// --auth-login-window-secs; more answer 429 until the window ends.
+    #[arg(
+        long = "auth-login-attempts",
+        env = "FLOTILLA_AUTH_LOGIN_ATTEMPTS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub login_attempts: u32,
+    /// The window in which failed logins are counted, in seconds.
+    #[arg(
+        long = "auth-login-window-secs",
+        env = "FLOTILLA_AUTH_LOGIN_WINDOW_SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub login_window_secs: u64,
+}

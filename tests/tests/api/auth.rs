@@ -1,0 +1,104 @@
+//! Accounts through the gateway: a sign-up becomes a user profile and the
+//! seed's Slack message; the login form signs in for the whole site.
+
+use std::time::Duration;
+
+use flotilla_tests::spawn_app;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_sign_up_gets_a_user_profile_and_its_slack_message() {
+    let app = spawn_app().await;
+    let body =
+        json!({ "email": "ada@example.com", "name": "Ada", "password": "correct horse battery" });
+    let response = app.post_json("/auth/signup", &body).await;
+    assert_eq!(response.status(), 201);
+
+    let accepted = app.slack.wait_for(1, WAIT).await;
+    let users: Value = app.get("/users").await.json().await.unwrap();
+    let user = &users["items"][0];
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["name"], "Ada");
+    assert_eq!(
+        accepted[0].body,
+        json!({ "channel": "#user", "text": format!("User {} created", user["id"].as_str().unwrap()) })
+    );
+}
+
+#[tokio::test]
+async fn an_account_whose_email_has_a_profile_gets_no_second_one() {
+    let app = spawn_app().await;
+    app.create_user("Ada Lovelace", "ada@example.com").await;
+    let body =
+        json!({ "email": "ADA@example.com", "name": "Ada", "password": "correct horse battery" });
+    assert_eq!(app.post_json("/auth/signup", &body).await.status(), 201);
+    // The profile made first keeps its name; only its own Slack message went out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users: Value = app.get("/users").await.json().await.unwrap();
+    assert_eq!(users["items"].as_array().unwrap().len(), 1);
+    assert_eq!(users["items"][0]["name"], "Ada Lovelace");
+    assert_eq!(app.slack.wait_for(1, WAIT).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_login_form_through_the_gateway_returns_to_the_site() {
+    let app = spawn_app().await;
+    let body =
+        json!({ "email": "ada@example.com", "name": "Ada", "password": "correct horse battery" });
+    app.post_json("/auth/signup", &body).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{}/auth/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("action=\"login\""),
+        "the form posts back to /auth/login"
+    );
+    let csrf = csrf_cookie.split_once('=').unwrap().1;
+    let response = client
+        .post(format!("{}/auth/login", app.url))
+        .header("cookie", &csrf_cookie)
+        .form(&[
+            ("csrf", csrf),
+            ("email", "ada@example.com"),
+            ("password", "correct horse battery"),
+            ("return_to", "/kv/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], format!("{}/kv/", app.url));
+    let session = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me: Value = client
+        .get(format!("{}/auth/session", app.url))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "ada@example.com");
+}
