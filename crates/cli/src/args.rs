@@ -41,6 +41,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Writes the Compose and Kubernetes files for every service.
     Deploy(DeployArgs),
+    /// A service's own commands (`flotilla auth grant-role …`).
+    #[command(flatten)]
+    Service(crate::admin::ServiceCommand),
 }
 
 /// Where the services keep their data and exchange their events.

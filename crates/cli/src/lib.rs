@@ -2,6 +2,7 @@
 //! the services together, in one process ([`stack`]) or one at a time
 //! ([`serve`]).
 
+pub mod admin;
 pub mod args;
 pub mod deploy;
 pub mod register;

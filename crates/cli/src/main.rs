@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     flotilla_kit::telemetry::init(cli.log_format);
     let threads = match &cli.command {
         Command::Serve(args) => args.threads,
-        Command::Up(_) | Command::Deploy(_) => None,
+        Command::Up(_) | Command::Deploy(_) | Command::Service(_) => None,
     };
     let runtime = match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread()
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Command::Up(args) => up(args).await,
             Command::Serve(args) => flotilla_cli::serve::run(args).await,
             Command::Deploy(args) => flotilla_cli::deploy::run(args),
+            Command::Service(command) => flotilla_cli::admin::run(command).await,
         }
     });
     match result {

@@ -23,6 +23,8 @@ pub struct Entry {
     pub name: &'static str,
     pub about: &'static str,
     pub deploy: flotilla_kit::Deploy,
+    /// Its administrative commands, if any.
+    pub admin: Option<flotilla_kit::Admin>,
     /// Adds the service's settings to a command.
     settings: fn(clap::Command) -> clap::Command,
     build: fn(&ArgMatches, &Shared) -> anyhow::Result<Arc<dyn Service>>,
@@ -34,6 +36,7 @@ impl Entry {
             name: S::NAME,
             about: S::ABOUT,
             deploy: S::DEPLOY,
+            admin: S::ADMIN,
             settings: S::Config::augment_args,
             build: build::<S>,
         }

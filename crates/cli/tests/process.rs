@@ -701,3 +701,103 @@ async fn a_crash_in_the_middle_of_a_10000_item_batch_stores_it_whole_once() {
     assert_eq!(listed[0]["size"], SIZE);
     assert!(stack.terminate().await.success());
 }
+
+#[tokio::test]
+async fn the_first_admin_is_made_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let app = up(data.path(), None).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signup = client
+        .post(format!("{}/auth/signup", app.url))
+        .json(&json!({"email": "root@example.com", "name": "Root", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+
+    // The same storage settings as the running stack.
+    let mut grant = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    grant
+        .args(["auth", "grant-role", "ROOT@example.com", "admin", "--data"])
+        .arg(data.path());
+    if let Some((db, _)) = scale_out() {
+        let name = data
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase();
+        let tag: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        grant.args(["--db", &db, "--db-schema-prefix", &format!("p{tag}_")]);
+    }
+    let output = grant.output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "root@example.com is now admin\n"
+    );
+    let unknown = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "auth",
+            "grant-role",
+            "nobody@example.com",
+            "admin",
+            "--data",
+        ])
+        .arg(data.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+
+    // Signed in, the account has the role.
+    let page = client
+        .get(format!("{}/auth/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
+    let login = client
+        .post(format!("{}/auth/login", app.url))
+        .header("cookie", &csrf_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={csrf}&email=root%40example.com&password=correct+horse+battery"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let session = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me: Value = client
+        .get(format!("{}/auth/session", app.url))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], json!(["admin"]));
+    assert_eq!(app.terminate().await.code(), Some(0));
+}

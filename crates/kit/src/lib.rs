@@ -74,9 +74,26 @@ pub trait Configure: Service + Sized {
     /// How the generated deploy files run it.
     const DEPLOY: Deploy = Deploy::DEFAULT;
 
+    /// Its administrative commands, if it has any: `flotilla <NAME> …`.
+    const ADMIN: Option<Admin> = None;
+
     /// Builds the service; an invalid setting is an error here, at start-up.
     fn configure(config: Self::Config, shared: &Shared) -> anyhow::Result<Self>;
 }
+
+/// A service's administrative commands, run from the command line against
+/// its database (migrated first), as `flotilla <service> <command> …`.
+#[derive(Clone, Copy, Debug)]
+pub struct Admin {
+    /// The commands, as subcommands of a clap command.
+    pub commands: fn(clap::Command) -> clap::Command,
+    /// Runs the one given; what it returns is printed.
+    pub run: for<'a> fn(&'a clap::ArgMatches, &'a AnyPool) -> AdminFuture<'a>,
+}
+
+/// What an administrative command's `run` returns.
+pub type AdminFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send + 'a>>;
 
 /// How `flotilla deploy` runs a service in the files it generates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

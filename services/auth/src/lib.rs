@@ -3,6 +3,7 @@
 //! 000 both have one; a new account gets its profile in the users service
 //! through `account.created`.
 
+mod admin;
 mod config;
 mod domain;
 mod http;
@@ -12,7 +13,7 @@ mod session;
 mod store;
 
 use async_trait::async_trait;
-use flotilla_kit::{Configure, Context, Service, Shared};
+use flotilla_kit::{Admin, Configure, Context, Service, Shared};
 use tokio::task::JoinSet;
 use utoipa::OpenApi;
 
@@ -48,6 +49,10 @@ impl Configure for Auth {
     const ABOUT: &'static str =
         "accounts, sign-up and login pages, sessions; publishes account.created";
     type Config = Config;
+    const ADMIN: Option<Admin> = Some(Admin {
+        commands: admin::commands,
+        run: admin::run,
+    });
 
     fn configure(config: Config, _shared: &Shared) -> anyhow::Result<Self> {
         Ok(Self { config })
