@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
-pub use problem::{Json, Problem, Query};
+pub use problem::{Form, Json, Problem, Query};
 pub use tx::Tx;
 
 /// What a service hands to the kit.

@@ -2,7 +2,7 @@
 //! extractor whose rejections are problems too.
 
 use axum::extract::FromRequestParts;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -166,6 +166,39 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(Problem::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// `axum::Form` (an HTML form's `application/x-www-form-urlencoded` body),
+/// with every rejection turned into a problem: a wrong content type is 415,
+/// a body that does not parse 400, a body over the limit 413.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Form<T>(pub T);
+
+impl<T, S> FromRequest<S> for Form<T>
+where
+    axum::Form<T>: FromRequest<S, Rejection = FormRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(Form(value)),
+            Err(FormRejection::InvalidFormContentType(_)) => Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                kind::UNSUPPORTED_MEDIA_TYPE,
+                "expected a body with `content-type: application/x-www-form-urlencoded`",
+            )),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    kind::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than the limit",
+                ))
+            }
             Err(rejection) => Err(Problem::bad_request(rejection.body_text())),
         }
     }

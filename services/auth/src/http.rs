@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use flotilla_contracts::AccountCreatedV1;
-use flotilla_kit::{Context, Error, Json, Problem};
+use flotilla_kit::{Context, Error, Form, Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -71,8 +71,9 @@ impl AccountBody {
 }
 
 /// The sign-up form's fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SignupForm {
+    /// The value of the page's `flotilla_csrf` cookie.
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -85,9 +86,16 @@ pub struct SignupForm {
 
 /// Creates an account: JSON in, 201 with the account out; or, from the
 /// sign-up page's form, a redirection to the login page.
-#[utoipa::path(post, path = "/signup", request_body = SignupRequest, responses(
+#[utoipa::path(post, path = "/signup",
+    request_body(content(
+        (SignupRequest = "application/json"),
+        (SignupForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
     (status = 201, body = AccountBody),
     (status = 303, description = "From the form: created, go and sign in"),
+    (status = 400, description = "A body that does not parse", body = flotilla_kit::Problem),
+    (status = 415, description = "Another content type", body = flotilla_kit::Problem),
     (status = 403, description = "From the form: the CSRF token is missing or wrong", body = flotilla_kit::Problem),
     (status = 409, description = "The email has an account", body = flotilla_kit::Problem),
     (status = 422, description = "Email, name or password invalid", body = flotilla_kit::Problem),
@@ -115,9 +123,9 @@ pub async fn signup(State(state): State<AppState>, request: Request) -> Response
         };
     }
     let cookies = Cookies::from(request.headers());
-    let form = match axum::Form::<SignupForm>::from_request(request, &state).await {
-        Ok(axum::Form(form)) => form,
-        Err(rejection) => return Problem::bad_request(rejection.body_text()).into_response(),
+    let form = match Form::<SignupForm>::from_request(request, &state).await {
+        Ok(Form(form)) => form,
+        Err(problem) => return problem.into_response(),
     };
     if !session::csrf_matches(&cookies, &form.csrf) {
         return session::csrf_refused();
@@ -226,8 +234,9 @@ pub async fn login_page(headers: HeaderMap, Query(params): Query<LoginParams>) -
 }
 
 /// The login form's fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginForm {
+    /// The value of the page's `flotilla_csrf` cookie.
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -240,8 +249,12 @@ pub struct LoginForm {
 /// Signs in: a session cookie and a redirection to `return_to`; the form
 /// again with 401 for a wrong email or password (the same answer, after the
 /// same work, for both); 429 once failures are over the limit.
-#[utoipa::path(post, path = "/login", responses(
+#[utoipa::path(post, path = "/login",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
     (status = 303, description = "Signed in: the session cookie is set"),
+    (status = 400, description = "A body that does not parse", body = flotilla_kit::Problem),
+    (status = 415, description = "Another content type", body = flotilla_kit::Problem),
     (status = 401, description = "Wrong email or password", content_type = "text/html"),
     (status = 403, description = "The CSRF token is missing or wrong", body = flotilla_kit::Problem),
     (status = 429, description = "Too many failed logins for this account or address", body = flotilla_kit::Problem),
@@ -249,7 +262,7 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<LoginForm>,
+    Form(form): Form<LoginForm>,
 ) -> Result<Response, Error> {
     let cookies = Cookies::from(&headers);
     if !session::csrf_matches(&cookies, &form.csrf) {
@@ -330,21 +343,26 @@ fn too_many(wait: Duration) -> Response {
 }
 
 /// The logout form's fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LogoutForm {
+    /// The value of the page's `flotilla_csrf` cookie.
     #[serde(default)]
     csrf: String,
 }
 
 /// Signs out: the session ends and its cookie is cleared.
-#[utoipa::path(post, path = "/logout", responses(
+#[utoipa::path(post, path = "/logout",
+    request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
     (status = 200, description = "Signed out", content_type = "text/html"),
+    (status = 400, description = "A body that does not parse", body = flotilla_kit::Problem),
+    (status = 415, description = "Another content type", body = flotilla_kit::Problem),
     (status = 403, description = "The CSRF token is missing or wrong", body = flotilla_kit::Problem),
 ))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<LogoutForm>,
+    Form(form): Form<LogoutForm>,
 ) -> Result<Response, Error> {
     let cookies = Cookies::from(&headers);
     if !session::csrf_matches(&cookies, &form.csrf) {

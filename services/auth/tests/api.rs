@@ -428,3 +428,36 @@ async fn only_an_admin_grants_roles() {
     let me: Value = bobs.get(app.at("/session")).await.json().await.unwrap();
     assert_eq!(me["roles"], json!(["commercial"]));
 }
+
+#[tokio::test]
+async fn forms_that_do_not_parse_are_problems() {
+    let app = TestService::start::<Auth>(&[]).await;
+    let client = reqwest::Client::new();
+    let json = client
+        .post(app.at("/login"))
+        .json(&json!({"email": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 415);
+    assert_eq!(json.headers()["content-type"], "application/problem+json");
+    let garbage = client
+        .post(app.at("/signup"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=%ZZ&&=")
+        .send()
+        .await
+        .unwrap();
+    assert!(garbage.status().is_client_error(), "{}", garbage.status());
+    assert_eq!(
+        garbage.headers()["content-type"],
+        "application/problem+json"
+    );
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let content = &doc["paths"]["/signup"]["post"]["requestBody"]["content"];
+    assert!(
+        content["application/json"].is_object()
+            && content["application/x-www-form-urlencoded"].is_object(),
+        "{content}"
+    );
+}
