@@ -18,6 +18,8 @@ struct Flotilla {
     user_id: Option<String>,
     /// The kv live feed, once connected.
     feed: Option<Feed>,
+    /// The session cookie (`name=value`), once signed in.
+    session: Option<String>,
 }
 
 impl fmt::Debug for Flotilla {
@@ -249,6 +251,113 @@ async fn holds(world: &mut Flotilla, id: String, size: usize) {
         .await
         .unwrap();
     assert_eq!(batch["items"].as_array().map(Vec::len), Some(size));
+}
+
+const NO_REDIRECTS: fn() -> reqwest::Client = || {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client")
+};
+
+#[when(expr = "I sign up as {string} with email {string} and password {string}")]
+async fn sign_up(world: &mut Flotilla, name: String, email: String, password: String) {
+    let body = json!({ "email": email, "name": name, "password": password });
+    let response = world.app().post_json("/auth/signup", &body).await;
+    world.record(response).await;
+}
+
+#[given(expr = "an account {string} with password {string}")]
+async fn account_exists(world: &mut Flotilla, email: String, password: String) {
+    let body = json!({ "email": email, "name": "someone", "password": password });
+    let response = world.app().post_json("/auth/signup", &body).await;
+    assert_eq!(response.status(), 201);
+}
+
+#[then(expr = "a user profile exists for {string}")]
+async fn profile_exists(world: &mut Flotilla, email: String) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let users: Value = world.app().get("/users").await.json().await.unwrap();
+        let found = users["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["email"] == email.as_str());
+        if let Some(user) = found {
+            world.user_id = user["id"].as_str().map(str::to_owned);
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no profile for {email}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[when(expr = "I sign in as {string} with password {string}")]
+async fn sign_in(world: &mut Flotilla, email: String, password: String) {
+    sign_in_times(world, email, password, 1).await;
+}
+
+#[when(expr = "I sign in as {string} with password {string} {int} times")]
+async fn sign_in_times(world: &mut Flotilla, email: String, password: String, times: usize) {
+    let client = NO_REDIRECTS();
+    let url = world.app().url.clone();
+    for _ in 0..times {
+        // The login page sets the CSRF cookie its form carries.
+        let page = client
+            .get(format!("{url}/auth/login"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = page.headers()["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let csrf = cookie.split_once('=').unwrap().1.to_owned();
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("email", &email),
+            ("password", &password),
+        ];
+        let response = client
+            .post(format!("{url}/auth/login"))
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        world.session = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next())
+            .find(|c| c.starts_with("flotilla_session="))
+            .map(str::to_owned);
+        world.last = Some((response.status().as_u16(), Value::Null));
+    }
+}
+
+async fn signed_in_as(world: &Flotilla) -> Option<String> {
+    let session = world.session.as_ref()?;
+    let response = NO_REDIRECTS()
+        .get(format!("{}/auth/session", world.app().url))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    let me: Value = response.json().await.unwrap();
+    me["email"].as_str().map(str::to_owned)
+}
+
+#[then(expr = "I am signed in as {string}")]
+async fn am_signed_in(world: &mut Flotilla, email: String) {
+    assert_eq!(signed_in_as(world).await, Some(email));
+}
+
+#[then("I am not signed in")]
+async fn not_signed_in(world: &mut Flotilla) {
+    assert_eq!(signed_in_as(world).await, None);
 }
 
 #[tokio::main]
