@@ -97,6 +97,12 @@ impl Relay {
         }
     }
 
+    /// How often the outbox is read without a wake-up (default 500 ms).
+    pub fn poll(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
+    }
+
     /// Runs until `shutdown`; messages still in flight then stay staged and
     /// are published by the next run.
     pub async fn run(self, shutdown: CancellationToken) {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_bus::consumer::DeadLetter;
+use flotilla_bus::outbox::Relay;
 use flotilla_bus::{Bus, MemoryBus, Message, Subscription};
 use flotilla_contracts::Event;
 use serde::de::DeserializeOwned;
@@ -73,7 +74,13 @@ impl TestService {
             .start_instance(listener, &mut tasks)
             .await
             .expect("the service starts");
-        prepared.start_relay(&mut tasks);
+        // A relay that reads the outbox only when woken (or hourly): an event
+        // staged without waking it is not seen within `WAIT`, and a test
+        // fails rather than being slow.
+        let ctx = prepared.context();
+        let relay = Relay::new(ctx.db.clone(), ctx.bus.clone(), ctx.outbox.clone())
+            .poll(Duration::from_secs(3600));
+        tasks.spawn(relay.run(shutdown.clone()));
         Self {
             url: format!("http://{addr}"),
             client: reqwest::Client::new(),
