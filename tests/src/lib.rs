@@ -56,6 +56,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut UpArgs)) -> TestApp {
     }
 }
 
+/// The cookie `name` that `response` sets, as `name=value` (for a `Cookie`
+/// header).
+pub fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.split(';').next())
+        .find(|pair| pair.split_once('=').is_some_and(|(n, _)| n == name))
+        .map(str::to_owned)
+}
+
 /// The PostgreSQL and bus URLs when the suite runs on the scale-out engines:
 /// `FLOTILLA_TEST_BACKEND=scale-out` (NATS JetStream) or `scale-out-amqp`
 /// (RabbitMQ).
@@ -117,6 +129,40 @@ impl TestApp {
         assert_eq!(response.status(), 202, "roundtrip of {key}");
         let body: Value = response.json().await.expect("JSON body");
         body["correlation_id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Signs in through `/auth/login` as a browser does: the login page for
+    /// its CSRF cookie, then the form with `fields` added; the form's
+    /// response, not followed.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client");
+        let page = client
+            .get(format!("{}/auth/login", self.url))
+            .send()
+            .await
+            .expect("the login page answers");
+        let csrf = cookie(&page, "flotilla_csrf").expect("the login page sets a CSRF cookie");
+        let mut form = vec![
+            ("csrf", csrf.split_once('=').map_or("", |(_, v)| v)),
+            ("email", email),
+            ("password", password),
+        ];
+        form.extend_from_slice(fields);
+        client
+            .post(format!("{}/auth/login", self.url))
+            .header("cookie", &csrf)
+            .form(&form)
+            .send()
+            .await
+            .expect("the login form answers")
     }
 
     /// `POST /users`, asserting 201; returns the user.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use cucumber::{World, given, then, when};
-use flotilla_tests::{Feed, TestApp, spawn_app, spawn_app_with};
+use flotilla_tests::{Feed, TestApp, cookie, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -253,13 +253,6 @@ async fn holds(world: &mut Flotilla, id: String, size: usize) {
     assert_eq!(batch["items"].as_array().map(Vec::len), Some(size));
 }
 
-const NO_REDIRECTS: fn() -> reqwest::Client = || {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a client")
-};
-
 #[when(expr = "I sign up as {string} with email {string} and password {string}")]
 async fn sign_up(world: &mut Flotilla, name: String, email: String, password: String) {
     let body = json!({ "email": email, "name": name, "password": password });
@@ -303,44 +296,18 @@ async fn sign_in(world: &mut Flotilla, email: String, password: String) {
 
 #[when(expr = "I sign in as {string} with password {string} {int} times")]
 async fn sign_in_times(world: &mut Flotilla, email: String, password: String, times: usize) {
-    let client = NO_REDIRECTS();
-    let url = world.app().url.clone();
     for _ in 0..times {
-        // The login page sets the CSRF cookie its form carries.
-        let page = client
-            .get(format!("{url}/auth/login"))
-            .send()
-            .await
-            .unwrap();
-        let cookie = page.headers()["set-cookie"].to_str().unwrap();
-        let cookie = cookie.split(';').next().unwrap().to_owned();
-        let csrf = cookie.split_once('=').unwrap().1.to_owned();
-        let form = [
-            ("csrf", csrf.as_str()),
-            ("email", &email),
-            ("password", &password),
-        ];
-        let response = client
-            .post(format!("{url}/auth/login"))
-            .header("cookie", &cookie)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        world.session = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok()?.split(';').next())
-            .find(|c| c.starts_with("flotilla_session="))
-            .map(str::to_owned);
+        let response = world.app().sign_in(&email, &password, &[]).await;
+        world.session = cookie(&response, "flotilla_session");
         world.last = Some((response.status().as_u16(), Value::Null));
     }
 }
 
 async fn signed_in_as(world: &Flotilla) -> Option<String> {
     let session = world.session.as_ref()?;
-    let response = NO_REDIRECTS()
+    let response = world
+        .app()
+        .client
         .get(format!("{}/auth/session", world.app().url))
         .header("cookie", session)
         .send()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla_tests::spawn_app;
+use flotilla_tests::{cookie, spawn_app};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -48,50 +48,23 @@ async fn the_login_form_through_the_gateway_returns_to_the_site() {
     let body =
         json!({ "email": "ada@example.com", "name": "Ada", "password": "correct horse battery" });
     app.post_json("/auth/signup", &body).await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = client
-        .get(format!("{}/auth/login", app.url))
-        .send()
-        .await
-        .unwrap();
-    let csrf_cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let html = page.text().await.unwrap();
+    let html = app.get("/auth/login").await.text().await.unwrap();
     assert!(
         html.contains("action=\"login\""),
         "the form posts back to /auth/login"
     );
-    let csrf = csrf_cookie.split_once('=').unwrap().1;
-    let response = client
-        .post(format!("{}/auth/login", app.url))
-        .header("cookie", &csrf_cookie)
-        .form(&[
-            ("csrf", csrf),
-            ("email", "ada@example.com"),
-            ("password", "correct horse battery"),
-            ("return_to", "/kv/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .sign_in(
+            "ada@example.com",
+            "correct horse battery",
+            &[("return_to", "/kv/")],
+        )
+        .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], format!("{}/kv/", app.url));
-    let session = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let me: Value = client
+    let session = cookie(&response, "flotilla_session").expect("a session cookie");
+    let me: Value = app
+        .client
         .get(format!("{}/auth/session", app.url))
         .header("cookie", session)
         .send()
