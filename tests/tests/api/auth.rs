@@ -75,3 +75,32 @@ async fn the_login_form_through_the_gateway_returns_to_the_site() {
         .unwrap();
     assert_eq!(me["email"], "ada@example.com");
 }
+
+#[tokio::test]
+async fn with_two_instances_a_sign_in_started_on_one_finishes_on_the_other() {
+    let app = flotilla_tests::spawn_app_with(|args| args.replicas = 2).await;
+    assert_eq!(app.instances("auth").len(), 2);
+    let body =
+        json!({ "email": "ada@example.com", "name": "Ada", "password": "correct horse battery" });
+    assert_eq!(app.post_json("/auth/signup", &body).await.status(), 201);
+    // Round robin: the login page and the form go to different instances,
+    // and so do the session checks that follow; each must accept what the
+    // other issued.
+    for _ in 0..4 {
+        let response = app
+            .sign_in("ada@example.com", "correct horse battery", &[])
+            .await;
+        assert_eq!(response.status(), 303);
+        let session = cookie(&response, "flotilla_session").expect("a session cookie");
+        for _ in 0..2 {
+            let me = app
+                .client
+                .get(format!("{}/auth/session", app.url))
+                .header("cookie", &session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(me.status(), 200);
+        }
+    }
+}
