@@ -34,3 +34,6 @@ CREATE TABLE login_failures (
     failures BIGINT NOT NULL,
     window_start_ms BIGINT NOT NULL
 );
+-- Windows that are over are removed as new failures come (see store.rs),
+-- so that failures with made-up emails do not pile up.
+CREATE INDEX login_failures_window ON login_failures (window_start_ms);

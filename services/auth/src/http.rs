@@ -297,7 +297,8 @@ pub async fn login(
         for key in &keys {
             let (failures, start) = store::failures(db, key).await?.unwrap_or((0, now));
             let (failures, start) = domain::count_failure(failures, start, now, window);
-            store::set_failures(db, key, failures, start).await?;
+            let expired = now - window.as_millis() as i64;
+            store::set_failures(db, key, failures, start, expired).await?;
         }
         state.ctx.metrics.record(|| {
             metrics::counter!("auth_logins_total", "result" => "failure").increment(1);

@@ -151,12 +151,19 @@ pub async fn failures(pool: &AnyPool, key: &str) -> Result<Option<(i64, i64)>, s
         .await
 }
 
+/// Records the failures counted under `key` in the window that started at
+/// `window_start_ms`, and forgets windows that started before `expired_ms`.
 pub async fn set_failures(
     pool: &AnyPool,
     key: &str,
     failures: i64,
     window_start_ms: i64,
+    expired_ms: i64,
 ) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE window_start_ms < $1")
+        .bind(expired_ms)
+        .execute(pool)
+        .await?;
     sqlx::query(
         "INSERT INTO login_failures (key, failures, window_start_ms) VALUES ($1, $2, $3) \
          ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, \

@@ -344,6 +344,24 @@ async fn repeated_failures_are_limited_per_address_across_accounts() {
             .status(),
         303
     );
+    // The next failure clears the windows that are over: made-up emails
+    // do not pile up.
+    assert_eq!(
+        browser
+            .login(&app, "z@example.com", "wrong password!")
+            .await
+            .status(),
+        401
+    );
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM login_failures ORDER BY key")
+        .fetch_all(app.db())
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.contains(&"account:z@example.com".to_owned()),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]
