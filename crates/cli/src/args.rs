@@ -79,6 +79,11 @@ pub struct Backends {
     /// with every other gateway using the same Redis.
     #[arg(long, value_name = "URL", env = "FLOTILLA_REDIS")]
     pub redis: Option<String>,
+    /// The URL clients reach the gateway at (`https://flotilla.example.com`):
+    /// the base of the auth service's issuer and redirect URIs. `up`
+    /// defaults it to its own gateway's address.
+    #[arg(long, value_name = "URL", env = "FLOTILLA_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl Backends {
@@ -93,6 +98,7 @@ impl Backends {
             bus_ack_wait_ms: 30_000,
             bus_retention_hours: 168,
             redis: None,
+            public_url: None,
         }
     }
 
@@ -100,6 +106,10 @@ impl Backends {
     pub fn shared(&self) -> flotilla_kit::Shared {
         flotilla_kit::Shared {
             redis: self.redis.clone(),
+            public_url: self
+                .public_url
+                .as_deref()
+                .map(|url| url.trim_end_matches('/').to_owned()),
         }
     }
 

@@ -33,6 +33,7 @@ impl Stack {
     pub async fn start(args: &UpArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
         let gateway_listener = bind(SocketAddr::new(args.host, args.port)).await?;
+        let args = &with_public_url(args, gateway_listener.local_addr()?);
         if args.processes {
             return Self::start_processes(args, gateway_listener, shutdown, started).await;
         }
@@ -168,6 +169,19 @@ impl Stack {
             self.tasks.abort_all();
         }
     }
+}
+
+/// `args` with `--public-url` defaulted to the gateway's own address.
+fn with_public_url(args: &UpArgs, gateway: SocketAddr) -> UpArgs {
+    let mut args = args.clone();
+    if args.backends.public_url.is_none() {
+        let mut reachable = gateway;
+        if gateway.ip().is_unspecified() {
+            reachable.set_ip([127, 0, 0, 1].into());
+        }
+        args.backends.public_url = Some(format!("http://{reachable}"));
+    }
+    args
 }
 
 /// Binds `addr`, with an error that says what to do when it is taken.

@@ -48,6 +48,9 @@ pub fn command(args: &UpArgs, entry: &Entry, gateway: &str) -> anyhow::Result<Co
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
+    if let Some(url) = &args.backends.public_url {
+        command.args(["--public-url", url]);
+    }
     for (name, value) in [
         ("FLOTILLA_DB", &args.backends.db),
         ("FLOTILLA_BUS", &args.backends.bus),

@@ -117,6 +117,9 @@ impl Deploy {
 pub struct Shared {
     /// `--redis`: a Redis URL, for services that can keep data there.
     pub redis: Option<String>,
+    /// `--public-url`: where clients reach the gateway, without a trailing
+    /// `/` (`up` sets it to its gateway's address when it is not given).
+    pub public_url: Option<String>,
 }
 
 /// What a service instance gets from the runtime.

@@ -16,13 +16,14 @@ use utoipa::ToSchema;
 use crate::domain::{self, Password, Role};
 use crate::session::{self, Cookies};
 use crate::store::{self, Account};
-use crate::{Config, pages, password};
+use crate::{Config, oidc, pages, password};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub ctx: Context,
     pub config: Config,
+    pub oidc: std::sync::Arc<crate::oidc::Provider>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -32,6 +33,11 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(logout))
         .route("/session", get(current))
         .route("/accounts/{id}/roles/{role}", put(grant_role))
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/jwks.json", get(oidc::jwks))
+        .route("/authorize", get(oidc::authorize))
+        .route("/token", post(oidc::token))
+        .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .with_state(state)
 }
 

@@ -1,12 +1,16 @@
 //! The auth service: accounts that sign in with an email and a password,
-//! the sign-up and login pages, and browser sessions. Seed 002 and seed
+//! the sign-up and login pages, browser sessions, and an OpenID provider
+//! (authorization code flow with PKCE, rotating refresh tokens). Seed 002 and seed
 //! 000 both have one; a new account gets its profile in the users service
 //! through `account.created`.
 
 mod admin;
 mod config;
 mod domain;
+mod grants;
 mod http;
+mod keys;
+mod oidc;
 mod pages;
 mod password;
 mod session;
@@ -32,7 +36,12 @@ pub use config::Config;
         http::login,
         http::logout,
         http::current,
-        http::grant_role
+        http::grant_role,
+        oidc::discovery,
+        oidc::jwks,
+        oidc::authorize,
+        oidc::token,
+        oidc::userinfo
     ),
     components(schemas(flotilla_kit::Problem))
 )]
@@ -42,6 +51,8 @@ struct ApiDoc;
 #[derive(Debug)]
 pub struct Auth {
     config: Config,
+    /// Where clients reach the gateway: the issuer is this + `/auth`.
+    public_url: String,
 }
 
 impl Configure for Auth {
@@ -54,8 +65,12 @@ impl Configure for Auth {
         run: admin::run,
     });
 
-    fn configure(config: Config, _shared: &Shared) -> anyhow::Result<Self> {
-        Ok(Self { config })
+    fn configure(config: Config, shared: &Shared) -> anyhow::Result<Self> {
+        let public_url = shared.public_url.clone().unwrap_or_else(|| {
+            tracing::warn!("no --public-url: the issuer is http://127.0.0.1:8080/auth");
+            "http://127.0.0.1:8080".to_owned()
+        });
+        Ok(Self { config, public_url })
     }
 }
 
@@ -71,9 +86,11 @@ impl Service for Auth {
     }
 
     async fn start(&self, ctx: &Context, _tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
+        let keys = keys::Keys::load_or_create(&ctx.db).await?;
         Ok(http::router(http::AppState {
             ctx: ctx.clone(),
             config: self.config.clone(),
+            oidc: std::sync::Arc::new(oidc::Provider::new(&self.public_url, keys)),
         }))
     }
 }

@@ -98,6 +98,16 @@ pub fn signup(form: &Signup<'_>) -> String {
     page("Sign up", &body)
 }
 
+/// An authorization request that cannot go back to where it came from.
+pub fn authorize_error(message: &str) -> String {
+    let body = format!(
+        "<p role=\"alert\" class=\"error\">{}</p>\n\
+         <p>Go back to the application and try again, or tell its developers.</p>\n",
+        escape(message)
+    );
+    page("Cannot sign in", &body)
+}
+
 /// The page after signing out.
 pub fn signed_out() -> String {
     page(

@@ -48,6 +48,11 @@ impl Cookies {
     }
 }
 
+/// The session token of a request's cookies.
+pub fn from_headers(headers: &HeaderMap) -> Option<String> {
+    Cookies::from(headers).session()
+}
+
 /// A new random token: 32 bytes, hex.
 pub fn new_token() -> String {
     let bytes: [u8; 32] = rand::random();

@@ -135,6 +135,35 @@ pub async fn session_account(
     .await
 }
 
+/// The account of the session `token_hash` and when it signed in, if the
+/// session has not expired.
+pub async fn session(
+    pool: &AnyPool,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<Option<(Account, i64)>, sqlx::Error> {
+    let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT a.id, a.email, a.name, a.created_at, s.created_at_ms FROM sessions s \
+         JOIN accounts a ON a.id = s.account_id \
+         WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
+    )
+    .bind(token_hash)
+    .bind(now_ms)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id, email, name, created_at, signed_in_ms)| {
+        (
+            Account {
+                id,
+                email,
+                name,
+                created_at,
+            },
+            signed_in_ms,
+        )
+    }))
+}
+
 pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash)

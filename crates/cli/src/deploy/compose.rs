@@ -196,11 +196,13 @@ x-healthcheck: &healthcheck
 
 # What every service process needs. The credentials are for this local stack
 # only (they match the postgres service below). The database client has no TLS,
-# hence sslmode=disable.
+# hence sslmode=disable. FLOTILLA_PUBLIC_URL is where browsers reach the
+# gateway (the OpenID issuer and redirect URIs are built on it).
 x-service-environment: &service-environment
   FLOTILLA_HOST: 0.0.0.0
   FLOTILLA_PORT: "8080"
   FLOTILLA_LOG_FORMAT: json
+  FLOTILLA_PUBLIC_URL: http://localhost:8080
   FLOTILLA_DB: postgres://flotilla:flotilla@postgres:5432/flotilla?sslmode=disable
   FLOTILLA_BUS: nats://nats:4222
 

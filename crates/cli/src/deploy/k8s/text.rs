@@ -23,6 +23,9 @@ data:
   FLOTILLA_BUS: nats://nats.nats.svc.cluster.local:4222
   FLOTILLA_BUS_NAMESPACE: flotilla
   FLOTILLA_LOG_FORMAT: json
+  # Where browsers reach the gateway: the OpenID issuer and redirect URIs
+  # are built on it. Set it to your Ingress's address.
+  FLOTILLA_PUBLIC_URL: https://flotilla.example.com
 ---
 # The gateway's routes. Each upstream is a headless Service: its name resolves
 # to the address of every ready pod, and the gateway balances over all of them,
