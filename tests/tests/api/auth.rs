@@ -104,3 +104,87 @@ async fn with_two_instances_a_sign_in_started_on_one_finishes_on_the_other() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_code_flow_works_through_the_gateway() {
+    let app = spawn_app().await;
+    let issuer = format!("{}/auth", app.url);
+    let discovery: Value = app
+        .get("/auth/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    let body =
+        json!({ "email": "ada@example.com", "name": "Ada", "password": "correct horse battery" });
+    app.post_json("/auth/signup", &body).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // PKCE: the challenge is BASE64URL(SHA-256(verifier)).
+    let verifier = "a-verifier-for-the-gateway-test-0123456789-abcdef";
+    let challenge = "3WD_y2RCXi-3ZGqJ9OOvpUEE-B9RQz9xv7JC5QpYkwo";
+    let redirect = format!("{}/callback", app.url);
+    let authorize = format!(
+        "{}/auth/authorize?response_type=code&client_id=flotilla-console&redirect_uri={redirect}&scope=openid&state=xyz&code_challenge={challenge}&code_challenge_method=S256",
+        app.url
+    );
+    // Not signed in: to the login page, which is to come back to /auth/authorize.
+    let first = client.get(&authorize).send().await.unwrap();
+    let location = first.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("login?return_to=%2Fauth%2Fauthorize%3F"),
+        "{location}"
+    );
+
+    let signed_in = app
+        .sign_in("ada@example.com", "correct horse battery", &[])
+        .await;
+    let session = cookie(&signed_in, "flotilla_session").unwrap();
+    let back = client
+        .get(&authorize)
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 303);
+    let location = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{redirect}?code=")),
+        "{location}"
+    );
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let tokens: Value = client
+        .post(format!("{}/auth/token", app.url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "flotilla-console"),
+            ("code", code),
+            ("redirect_uri", redirect.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info: Value = client
+        .get(format!("{}/auth/userinfo", app.url))
+        .bearer_auth(tokens["access_token"].as_str().expect("an access token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info["sub"].is_string(), "{info}");
+}
