@@ -29,4 +29,13 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub login_window_secs: u64,
+    /// A TOML file of more OpenID clients (`[[client]]` with `id`,
+    /// `secret_sha256`, `redirect_uris`, `grants`, `scopes`), besides the
+    /// web console and motus_app, which every stack has.
+    #[arg(
+        long = "auth-clients-file",
+        env = "FLOTILLA_AUTH_CLIENTS_FILE",
+        value_name = "FILE"
+    )]
+    pub clients_file: Option<std::path::PathBuf>,
 }

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::domain::{self, Password, Role};
 use crate::session::{self, Cookies};
 use crate::store::{self, Account};
-use crate::{Config, oidc, pages, password};
+use crate::{Config, oidc, pages, password, token};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -36,7 +36,9 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/jwks.json", get(oidc::jwks))
         .route("/authorize", get(oidc::authorize))
-        .route("/token", post(oidc::token))
+        .route("/token", post(token::token))
+        .route("/revoke", post(token::revoke))
+        .route("/introspect", post(token::introspect))
         .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 //! through `account.created`.
 
 mod admin;
+mod clients;
 mod config;
 mod domain;
 mod grants;
@@ -15,6 +16,7 @@ mod pages;
 mod password;
 mod session;
 mod store;
+mod token;
 
 use async_trait::async_trait;
 use flotilla_kit::{Admin, Configure, Context, Service, Shared};
@@ -40,7 +42,9 @@ pub use config::Config;
         oidc::discovery,
         oidc::jwks,
         oidc::authorize,
-        oidc::token,
+        token::token,
+        token::revoke,
+        token::introspect,
         oidc::userinfo
     ),
     components(schemas(flotilla_kit::Problem))
@@ -53,6 +57,7 @@ pub struct Auth {
     config: Config,
     /// Where clients reach the gateway: the issuer is this + `/auth`.
     public_url: String,
+    clients: Vec<clients::Client>,
 }
 
 impl Configure for Auth {
@@ -70,7 +75,12 @@ impl Configure for Auth {
             tracing::warn!("no --public-url: the issuer is http://127.0.0.1:8080/auth");
             "http://127.0.0.1:8080".to_owned()
         });
-        Ok(Self { config, public_url })
+        let clients = clients::load(&public_url, config.clients_file.as_deref())?;
+        Ok(Self {
+            config,
+            public_url,
+            clients,
+        })
     }
 }
 
@@ -90,7 +100,11 @@ impl Service for Auth {
         Ok(http::router(http::AppState {
             ctx: ctx.clone(),
             config: self.config.clone(),
-            oidc: std::sync::Arc::new(oidc::Provider::new(&self.public_url, keys)),
+            oidc: std::sync::Arc::new(oidc::Provider::new(
+                &self.public_url,
+                keys,
+                self.clients.clone(),
+            )),
         }))
     }
 }

@@ -1,43 +1,29 @@
 //! The OpenID provider: discovery, the public keys, `/authorize` (the
-//! authorization code flow with PKCE S256), `/token` (codes, once; refresh
-//! tokens, rotated, a reused one revoking its family) and `/userinfo`.
-//! Errors of `/token` are OAuth's JSON (`{"error", "error_description"}`),
-//! as RFC 6749 requires, not problem+json.
+//! authorization code flow with PKCE S256) and `/userinfo`; the token
+//! endpoints are in `token.rs`.
 
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flotilla_kit::{Error, Form, Json, Query};
-use serde::{Deserialize, Serialize};
+use flotilla_kit::{Error, Json, Query};
+use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
-use crate::grants::{self, NewCode, Refresh};
+use crate::clients::Client;
+use crate::grants::{self, NewCode};
 use crate::http::AppState;
 use crate::keys::Keys;
 use crate::session::{self, now_ms};
+use crate::token::AccessClaims;
 use crate::{pages, store};
 
 /// The audience of access tokens: the services behind the gateway.
 pub const AUDIENCE: &str = "flotilla";
-const ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
-const ID_TTL: Duration = Duration::from_secs(10 * 60);
 const CODE_TTL: Duration = Duration::from_secs(60);
-const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-const SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
-
-/// A registered client. Only public clients exist yet: they have no
-/// secret, so PKCE is what ties a code to the client that asked for it.
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub id: String,
-    pub redirect_uris: Vec<String>,
-}
+pub const SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 /// The provider: its issuer, signing key and clients.
 pub struct Provider {
@@ -47,24 +33,15 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// The clients every stack has: the web console and seed 002's game,
-    /// both public, at `public_url`.
-    pub fn new(public_url: &str, keys: Keys) -> Self {
-        let client = |id: &str, path: &str| Client {
-            id: id.to_owned(),
-            redirect_uris: vec![format!("{public_url}{path}")],
-        };
+    pub fn new(public_url: &str, keys: Keys, clients: Vec<Client>) -> Self {
         Self {
             issuer: format!("{public_url}/auth"),
             keys,
-            clients: vec![
-                client("flotilla-console", "/callback"),
-                client("motus_app", "/motus/callback"),
-            ],
+            clients,
         }
     }
 
-    fn client(&self, id: &str) -> Option<&Client> {
+    pub fn client(&self, id: &str) -> Option<&Client> {
         self.clients.iter().find(|c| c.id == id)
     }
 }
@@ -285,267 +262,6 @@ fn encode(text: &str) -> String {
         }
     }
     out
-}
-
-/// A token request (`application/x-www-form-urlencoded`).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct TokenRequest {
-    /// `authorization_code` or `refresh_token`.
-    grant_type: String,
-    client_id: Option<String>,
-    code: Option<String>,
-    redirect_uri: Option<String>,
-    /// PKCE: the secret whose S256 was the `code_challenge`.
-    code_verifier: Option<String>,
-    refresh_token: Option<String>,
-}
-
-/// What `/token` answers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenResponse {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: u64,
-    scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-}
-
-/// Exchanges a code, or a refresh token, for tokens.
-#[utoipa::path(post, path = "/token",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        (status = 200, body = TokenResponse),
-        (status = 400, description = "`{\"error\", \"error_description\"}`: invalid_request, invalid_grant, unsupported_grant_type"),
-        (status = 401, description = "invalid_client"),
-))]
-pub async fn token(State(state): State<AppState>, Form(request): Form<TokenRequest>) -> Response {
-    let answer = match request.grant_type.as_str() {
-        "authorization_code" => exchange_code(&state, &request).await,
-        "refresh_token" => refresh(&state, &request).await,
-        _ => Err(oauth(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "authorization_code or refresh_token",
-        )),
-    };
-    let mut response = match answer {
-        Ok(tokens) => Json(tokens).into_response(),
-        Err(error) => error,
-    };
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// An OAuth error response.
-fn oauth(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": error, "error_description": description })),
-    )
-        .into_response()
-}
-
-fn invalid_grant(description: &str) -> Response {
-    oauth(StatusCode::BAD_REQUEST, "invalid_grant", description)
-}
-
-fn internal(error: impl Into<anyhow::Error>) -> Response {
-    Error::Internal(error.into()).into_response()
-}
-
-async fn exchange_code(
-    state: &AppState,
-    request: &TokenRequest,
-) -> Result<TokenResponse, Response> {
-    let client_id = request.client_id.as_deref().unwrap_or_default();
-    if state.oidc.client(client_id).is_none() {
-        return Err(oauth(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client_id",
-        ));
-    }
-    let Some(code) = request.code.as_deref() else {
-        return Err(oauth(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "code is missing",
-        ));
-    };
-    let db = &state.ctx.db;
-    let code_hash = session::hash(code);
-    let Some(grant) = grants::code(db, &code_hash).await.map_err(internal)? else {
-        return Err(invalid_grant("unknown code"));
-    };
-    if grant.used != 0 || !grants::use_code(db, &code_hash).await.map_err(internal)? {
-        // Presented twice: whatever the first exchange gave is revoked.
-        grants::revoke_family(db, &code_hash)
-            .await
-            .map_err(internal)?;
-        return Err(invalid_grant(
-            "the code was used already; the tokens it gave are revoked",
-        ));
-    }
-    if grant.expires_at_ms <= now_ms() {
-        return Err(invalid_grant("the code has expired"));
-    }
-    if grant.client_id != client_id || request.redirect_uri.as_deref() != Some(&grant.redirect_uri)
-    {
-        return Err(invalid_grant(
-            "client_id or redirect_uri differ from the authorization request",
-        ));
-    }
-    let verified = request.code_verifier.as_deref().is_some_and(|verifier| {
-        URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) == grant.code_challenge
-    });
-    if !verified {
-        return Err(invalid_grant(
-            "code_verifier is missing or does not match the code_challenge",
-        ));
-    }
-    let family = Refresh {
-        family: code_hash,
-        client_id: grant.client_id,
-        account_id: grant.account_id,
-        scope: grant.scope,
-        auth_time_ms: grant.auth_time_ms,
-        expires_at_ms: now_ms() + REFRESH_TTL.as_millis() as i64,
-        rotated: 0,
-        revoked: 0,
-    };
-    issue(state, "authorization_code", family, grant.nonce.as_deref()).await
-}
-
-async fn refresh(state: &AppState, request: &TokenRequest) -> Result<TokenResponse, Response> {
-    let Some(token) = request.refresh_token.as_deref() else {
-        return Err(oauth(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "refresh_token is missing",
-        ));
-    };
-    let db = &state.ctx.db;
-    let token_hash = session::hash(token);
-    let Some(grant) = grants::refresh(db, &token_hash).await.map_err(internal)? else {
-        return Err(invalid_grant("unknown refresh token"));
-    };
-    if grant.revoked != 0 {
-        return Err(invalid_grant("the refresh token is revoked"));
-    }
-    if grant.rotated != 0 || !grants::rotate(db, &token_hash).await.map_err(internal)? {
-        // A rotated token again: someone kept a copy. Nobody in its family
-        // may go on.
-        grants::revoke_family(db, &grant.family)
-            .await
-            .map_err(internal)?;
-        return Err(invalid_grant(
-            "the refresh token was used already; its family is revoked",
-        ));
-    }
-    if grant.expires_at_ms <= now_ms() {
-        return Err(invalid_grant("the refresh token has expired"));
-    }
-    if request
-        .client_id
-        .as_deref()
-        .is_some_and(|id| id != grant.client_id)
-    {
-        return Err(invalid_grant("the refresh token belongs to another client"));
-    }
-    let next = Refresh {
-        expires_at_ms: now_ms() + REFRESH_TTL.as_millis() as i64,
-        ..grant
-    };
-    issue(state, "refresh_token", next, None).await
-}
-
-/// The claims of an access token (RFC 9068).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub exp: i64,
-    pub iat: i64,
-    pub jti: String,
-    pub client_id: String,
-    pub scope: String,
-    pub roles: Vec<String>,
-}
-
-/// Signs the tokens of `grant`: an access token, an ID token (`openid` is
-/// always in the scope), and a new refresh token of the family with
-/// `offline_access`.
-async fn issue(
-    state: &AppState,
-    grant_type: &'static str,
-    grant: Refresh,
-    nonce: Option<&str>,
-) -> Result<TokenResponse, Response> {
-    let db = &state.ctx.db;
-    let provider = &state.oidc;
-    let account = store::account(db, &grant.account_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| invalid_grant("the account no longer exists"))?;
-    let roles = store::roles(db, &account.id).await.map_err(internal)?;
-    let now = now_ms() / 1000;
-    let access = AccessClaims {
-        iss: provider.issuer.clone(),
-        sub: account.id.clone(),
-        aud: AUDIENCE.to_owned(),
-        exp: now + ACCESS_TTL.as_secs() as i64,
-        iat: now,
-        jti: uuid::Uuid::now_v7().to_string(),
-        client_id: grant.client_id.clone(),
-        scope: grant.scope.clone(),
-        roles,
-    };
-    let access_token = provider.keys.sign("at+jwt", &access).map_err(internal)?;
-    let scopes: Vec<&str> = grant.scope.split_whitespace().collect();
-    let mut id = json!({
-        "iss": provider.issuer,
-        "sub": account.id,
-        "aud": grant.client_id,
-        "exp": now + ID_TTL.as_secs() as i64,
-        "iat": now,
-        "auth_time": grant.auth_time_ms / 1000,
-    });
-    if let Some(nonce) = nonce {
-        id["nonce"] = json!(nonce);
-    }
-    if scopes.contains(&"email") {
-        id["email"] = json!(account.email);
-    }
-    if scopes.contains(&"profile") {
-        id["name"] = json!(account.name);
-    }
-    let id_token = provider.keys.sign("JWT", &id).map_err(internal)?;
-    let refresh_token = if scopes.contains(&"offline_access") {
-        let token = session::new_token();
-        grants::insert_refresh(db, &session::hash(&token), &grant)
-            .await
-            .map_err(internal)?;
-        Some(token)
-    } else {
-        None
-    };
-    state.ctx.metrics.record(|| {
-        metrics::counter!("auth_tokens_issued_total", "grant" => grant_type).increment(1);
-    });
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TTL.as_secs(),
-        scope: grant.scope,
-        id_token: Some(id_token),
-        refresh_token,
-    })
 }
 
 /// The signed-in account's claims, for a valid access token.

@@ -20,11 +20,45 @@ const REDIRECT: &str = "http://flotilla.test/callback";
 const VERIFIER: &str = "a-verifier-of-at-least-forty-three-characters-0123456789";
 
 async fn provider() -> TestService {
+    provider_with(&[]).await
+}
+
+async fn provider_with(args: &[&str]) -> TestService {
     let shared = Shared {
         public_url: Some(SITE.to_owned()),
         ..Shared::default()
     };
-    TestService::start_with::<Auth>(&[], shared).await
+    TestService::start_with::<Auth>(args, shared).await
+}
+
+/// A confidential client `reports`, secret `SECRET`, that may use
+/// `client_credentials` for `reports:read` and `reports:write`.
+const SECRET: &str = "a-secret-for-the-reports-client";
+
+fn clients_file(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("clients.toml");
+    std::fs::write(
+        &path,
+        "[[client]]\nid = \"reports\"\nsecret_sha256 = \"d552b8ff8c0a1b7175f989667028a5996a6c329a79444140d467fead7a9e4729\"\n\
+         grants = [\"client_credentials\"]\nscopes = [\"reports:read\", \"reports:write\"]\n",
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+async fn post_form(
+    app: &TestService,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(app.at(path)).form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn challenge(verifier: &str) -> String {
@@ -358,4 +392,128 @@ async fn userinfo_refuses_tokens_it_did_not_sign_as_they_are() {
             "{what}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_confidential_client_gets_its_own_token_with_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = provider_with(&["--auth-clients-file", &clients_file(&dir)]).await;
+    let grant = [
+        ("grant_type", "client_credentials"),
+        ("scope", "reports:read"),
+    ];
+    let (status, tokens) = post_form(&app, "/token", Some(("reports", SECRET)), &grant).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens.get("refresh_token").is_none() && tokens.get("id_token").is_none());
+    let jwks: JwkSet = app.get("/jwks.json").await.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let kid = jsonwebtoken::decode_header(access).unwrap().kid.unwrap();
+    let key = DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&["flotilla"]);
+    let claims: Value = jsonwebtoken::decode(access, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        (claims["sub"].as_str(), claims["scope"].as_str()),
+        (Some("reports"), Some("reports:read"))
+    );
+
+    // The secret in the form works too; a wrong one does not.
+    let in_form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "reports"),
+        ("client_secret", SECRET),
+    ];
+    assert_eq!(post_form(&app, "/token", None, &in_form).await.0, 200);
+    let (status, error) =
+        post_form(&app, "/token", Some(("reports", "not-the-secret")), &grant).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, error) = post_form(
+        &app,
+        "/token",
+        None,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let other = [("grant_type", "client_credentials"), ("scope", "admin")];
+    let (status, error) = post_form(&app, "/token", Some(("reports", SECRET)), &other).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    // A public client may not.
+    let public = [("grant_type", "client_credentials"), ("client_id", CLIENT)];
+    let (status, error) = post_form(&app, "/token", None, &public).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .contains("auth_tokens_issued_total{service=\"auth\",grant=\"client_credentials\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn introspection_is_for_confidential_clients_and_revocation_ends_a_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = provider_with(&["--auth-clients-file", &clients_file(&dir)]).await;
+    let code = code(&app, &mut Browser::new()).await;
+    let (_, tokens) = exchange(&app, &code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let reports = Some(("reports", SECRET));
+
+    let (status, info) = post_form(&app, "/introspect", reports, &[("token", access)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(info["active"], true);
+    assert_eq!(info["client_id"], CLIENT);
+    let (_, info) = post_form(&app, "/introspect", reports, &[("token", refresh_token)]).await;
+    assert_eq!(
+        (info["active"].as_bool(), info["token_type"].as_str()),
+        (Some(true), Some("refresh_token"))
+    );
+    let (_, info) = post_form(&app, "/introspect", reports, &[("token", "garbage")]).await;
+    assert_eq!(info, json!({ "active": false }));
+    let (status, _) = post_form(
+        &app,
+        "/introspect",
+        None,
+        &[("token", access), ("client_id", CLIENT)],
+    )
+    .await;
+    assert_eq!(status, 401, "a public client may not introspect");
+
+    // The console revokes its refresh token: the family is over.
+    let revoke = [("token", refresh_token), ("client_id", CLIENT)];
+    assert_eq!(post_form(&app, "/revoke", None, &revoke).await.0, 200);
+    let (_, info) = post_form(&app, "/introspect", reports, &[("token", refresh_token)]).await;
+    assert_eq!(info, json!({ "active": false }));
+    let (status, error) = refresh(&app, refresh_token).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Unknown tokens are not an error (RFC 7009).
+    assert_eq!(
+        post_form(
+            &app,
+            "/revoke",
+            None,
+            &[("token", "unknown"), ("client_id", CLIENT)]
+        )
+        .await
+        .0,
+        200
+    );
 }

@@ -1,0 +1,523 @@
+//! The token endpoints: `/token` (codes, once; refresh tokens, rotated, a
+//! reused one revoking its family; `client_credentials` for confidential
+//! clients), `/revoke` (RFC 7009) and `/introspect` (RFC 7662). Their
+//! errors are OAuth's JSON (`{"error", "error_description"}`), as RFC 6749
+//! requires, not problem+json.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flotilla_kit::{Error, Form, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::clients::{self, Client, Refused};
+use crate::grants::{self, Refresh};
+use crate::http::AppState;
+use crate::oidc::AUDIENCE;
+use crate::session::{self, now_ms};
+use crate::store;
+
+const ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
+const ID_TTL: Duration = Duration::from_secs(10 * 60);
+const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A token request (`application/x-www-form-urlencoded`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
+    grant_type: String,
+    client_id: Option<String>,
+    /// A confidential client's secret, unless sent with HTTP Basic.
+    client_secret: Option<String>,
+    /// For `client_credentials`: the scopes wanted, among the client's.
+    scope: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    /// PKCE: the secret whose S256 was the `code_challenge`.
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// What `/token` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+/// Exchanges a code, a refresh token, or a confidential client's
+/// credentials for tokens.
+#[utoipa::path(post, path = "/token",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, description = "`{\"error\", \"error_description\"}`: invalid_request, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type"),
+        (status = 401, description = "invalid_client"),
+        (status = 415, description = "Not a form", body = flotilla_kit::Problem),
+))]
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(request): Form<TokenRequest>,
+) -> Response {
+    let answer = match client(
+        &state,
+        &headers,
+        request.client_id.as_deref(),
+        request.client_secret.as_deref(),
+    ) {
+        Err(refused) => Err(refused),
+        Ok(client) if !client.allows(&request.grant_type) => Err(oauth(
+            StatusCode::BAD_REQUEST,
+            if ["authorization_code", "refresh_token", "client_credentials"]
+                .contains(&request.grant_type.as_str())
+            {
+                "unauthorized_client"
+            } else {
+                "unsupported_grant_type"
+            },
+            "this client may not use this grant_type",
+        )),
+        Ok(client) => match request.grant_type.as_str() {
+            "authorization_code" => exchange_code(&state, client, &request).await,
+            "refresh_token" => refresh(&state, client, &request).await,
+            "client_credentials" => client_credentials(&state, client, &request),
+            _ => Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "authorization_code, refresh_token or client_credentials",
+            )),
+        },
+    };
+    let mut response = match answer {
+        Ok(tokens) => Json(tokens).into_response(),
+        Err(error) => error.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The client of a request, or the `invalid_client` answer.
+fn client<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    id: Option<&str>,
+    secret: Option<&str>,
+) -> Result<&'a Client, TokenError> {
+    clients::authenticate(&state.oidc.clients, headers, id, secret).map_err(|refused| {
+        TokenError::Client(match refused {
+            Refused::Unknown => "unknown client",
+            Refused::BadSecret => "the client's secret is missing or wrong",
+        })
+    })
+}
+
+/// An error of the token endpoints, answered as OAuth's JSON.
+pub enum TokenError {
+    OAuth {
+        status: StatusCode,
+        error: &'static str,
+        description: &'static str,
+    },
+    /// `invalid_client`, 401, with a `WWW-Authenticate` challenge.
+    Client(&'static str),
+    /// Logged, answered as an opaque 500 problem.
+    Internal(anyhow::Error),
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let body = |error: &str, description: &str| {
+            Json(json!({ "error": error, "error_description": description }))
+        };
+        match self {
+            TokenError::OAuth {
+                status,
+                error,
+                description,
+            } => (status, body(error, description)).into_response(),
+            TokenError::Client(description) => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    body("invalid_client", description),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"auth\""),
+                );
+                response
+            }
+            TokenError::Internal(error) => Error::Internal(error).into_response(),
+        }
+    }
+}
+
+fn oauth(status: StatusCode, error: &'static str, description: &'static str) -> TokenError {
+    TokenError::OAuth {
+        status,
+        error,
+        description,
+    }
+}
+
+fn invalid_grant(description: &'static str) -> TokenError {
+    oauth(StatusCode::BAD_REQUEST, "invalid_grant", description)
+}
+
+fn internal(error: impl Into<anyhow::Error>) -> TokenError {
+    TokenError::Internal(error.into())
+}
+
+async fn exchange_code(
+    state: &AppState,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<TokenResponse, TokenError> {
+    let client_id = client.id.as_str();
+    let Some(code) = request.code.as_deref() else {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code is missing",
+        ));
+    };
+    let db = &state.ctx.db;
+    let code_hash = session::hash(code);
+    let Some(grant) = grants::code(db, &code_hash).await.map_err(internal)? else {
+        return Err(invalid_grant("unknown code"));
+    };
+    if grant.used != 0 || !grants::use_code(db, &code_hash).await.map_err(internal)? {
+        // Presented twice: whatever the first exchange gave is revoked.
+        grants::revoke_family(db, &code_hash)
+            .await
+            .map_err(internal)?;
+        return Err(invalid_grant(
+            "the code was used already; the tokens it gave are revoked",
+        ));
+    }
+    if grant.expires_at_ms <= now_ms() {
+        return Err(invalid_grant("the code has expired"));
+    }
+    if grant.client_id != client_id || request.redirect_uri.as_deref() != Some(&grant.redirect_uri)
+    {
+        return Err(invalid_grant(
+            "client_id or redirect_uri differ from the authorization request",
+        ));
+    }
+    let verified = request.code_verifier.as_deref().is_some_and(|verifier| {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) == grant.code_challenge
+    });
+    if !verified {
+        return Err(invalid_grant(
+            "code_verifier is missing or does not match the code_challenge",
+        ));
+    }
+    let family = Refresh {
+        family: code_hash,
+        client_id: grant.client_id,
+        account_id: grant.account_id,
+        scope: grant.scope,
+        auth_time_ms: grant.auth_time_ms,
+        expires_at_ms: now_ms() + REFRESH_TTL.as_millis() as i64,
+        rotated: 0,
+        revoked: 0,
+    };
+    issue(state, "authorization_code", family, grant.nonce.as_deref()).await
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<TokenResponse, TokenError> {
+    let Some(token) = request.refresh_token.as_deref() else {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "refresh_token is missing",
+        ));
+    };
+    let db = &state.ctx.db;
+    let token_hash = session::hash(token);
+    let Some(grant) = grants::refresh(db, &token_hash).await.map_err(internal)? else {
+        return Err(invalid_grant("unknown refresh token"));
+    };
+    if grant.revoked != 0 {
+        return Err(invalid_grant("the refresh token is revoked"));
+    }
+    if grant.client_id != client.id {
+        return Err(invalid_grant("the refresh token belongs to another client"));
+    }
+    if grant.rotated != 0 || !grants::rotate(db, &token_hash).await.map_err(internal)? {
+        // A rotated token again: someone kept a copy. Nobody in its family
+        // may go on.
+        grants::revoke_family(db, &grant.family)
+            .await
+            .map_err(internal)?;
+        return Err(invalid_grant(
+            "the refresh token was used already; its family is revoked",
+        ));
+    }
+    if grant.expires_at_ms <= now_ms() {
+        return Err(invalid_grant("the refresh token has expired"));
+    }
+    let next = Refresh {
+        expires_at_ms: now_ms() + REFRESH_TTL.as_millis() as i64,
+        ..grant
+    };
+    issue(state, "refresh_token", next, None).await
+}
+
+/// A confidential client's own access token: `sub` is the client, the
+/// scope among those it was given; no refresh or ID token.
+fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<TokenResponse, TokenError> {
+    let wanted: Vec<&str> = match request.scope.as_deref() {
+        Some(scope) => scope.split_whitespace().collect(),
+        None => client.scopes.iter().map(String::as_str).collect(),
+    };
+    if wanted.iter().any(|s| !client.scopes.iter().any(|c| c == s)) {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "a scope this client was not given",
+        ));
+    }
+    let now = now_ms() / 1000;
+    let scope = wanted.join(" ");
+    let claims = AccessClaims {
+        iss: state.oidc.issuer.clone(),
+        sub: client.id.clone(),
+        aud: AUDIENCE.to_owned(),
+        exp: now + ACCESS_TTL.as_secs() as i64,
+        iat: now,
+        jti: uuid::Uuid::now_v7().to_string(),
+        client_id: client.id.clone(),
+        scope: scope.clone(),
+        roles: Vec::new(),
+    };
+    let access_token = state.oidc.keys.sign("at+jwt", &claims).map_err(internal)?;
+    state.ctx.metrics.record(|| {
+        metrics::counter!("auth_tokens_issued_total", "grant" => "client_credentials").increment(1);
+    });
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL.as_secs(),
+        scope,
+        id_token: None,
+        refresh_token: None,
+    })
+}
+
+/// A revocation or introspection request.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenQuery {
+    token: String,
+    /// `access_token` or `refresh_token`: accepted, and not needed (both
+    /// kinds are looked up).
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// Revokes a refresh token and its family (RFC 7009). Access tokens live
+/// their ten minutes out. Unknown tokens are not an error.
+#[utoipa::path(post, path = "/revoke",
+    request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 401, description = "invalid_client"),
+        (status = 415, description = "Not a form", body = flotilla_kit::Problem),
+))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(request): Form<TokenQuery>,
+) -> Response {
+    let client = match client(
+        &state,
+        &headers,
+        request.client_id.as_deref(),
+        request.client_secret.as_deref(),
+    ) {
+        Ok(client) => client,
+        Err(refused) => return refused.into_response(),
+    };
+    let db = &state.ctx.db;
+    let revoked = async {
+        if let Some(grant) = grants::refresh(db, &session::hash(&request.token)).await?
+            && grant.client_id == client.id
+        {
+            grants::revoke_family(db, &grant.family).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    };
+    match revoked.await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(error) => internal(error).into_response(),
+    }
+}
+
+/// Whether a token is active, and its claims (RFC 7662); for confidential
+/// clients only.
+#[utoipa::path(post, path = "/introspect",
+    request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`{\"active\": false}`, or `active` with the token's claims"),
+        (status = 401, description = "invalid_client: not a confidential client"),
+        (status = 415, description = "Not a form", body = flotilla_kit::Problem),
+))]
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(request): Form<TokenQuery>,
+) -> Response {
+    match client(
+        &state,
+        &headers,
+        request.client_id.as_deref(),
+        request.client_secret.as_deref(),
+    ) {
+        Ok(client) if client.is_confidential() => {}
+        Ok(_) => {
+            return TokenError::Client("introspection is for confidential clients").into_response();
+        }
+        Err(refused) => return refused.into_response(),
+    }
+    let provider = &state.oidc;
+    if let Some(claims) =
+        provider
+            .keys
+            .verify::<AccessClaims>(&request.token, &provider.issuer, AUDIENCE)
+    {
+        return Json(json!({
+            "active": true,
+            "token_type": "access_token",
+            "iss": claims.iss, "sub": claims.sub, "aud": claims.aud,
+            "exp": claims.exp, "iat": claims.iat, "jti": claims.jti,
+            "client_id": claims.client_id, "scope": claims.scope,
+        }))
+        .into_response();
+    }
+    match grants::refresh(&state.ctx.db, &session::hash(&request.token)).await {
+        Ok(Some(grant))
+            if grant.revoked == 0 && grant.rotated == 0 && grant.expires_at_ms > now_ms() =>
+        {
+            Json(json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "iss": provider.issuer, "sub": grant.account_id,
+                "exp": grant.expires_at_ms / 1000,
+                "client_id": grant.client_id, "scope": grant.scope,
+            }))
+            .into_response()
+        }
+        Ok(_) => Json(json!({ "active": false })).into_response(),
+        Err(error) => internal(error).into_response(),
+    }
+}
+
+/// The claims of an access token (RFC 9068).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    pub roles: Vec<String>,
+}
+
+/// Signs the tokens of `grant`: an access token, an ID token (`openid` is
+/// always in the scope), and a new refresh token of the family with
+/// `offline_access`.
+async fn issue(
+    state: &AppState,
+    grant_type: &'static str,
+    grant: Refresh,
+    nonce: Option<&str>,
+) -> Result<TokenResponse, TokenError> {
+    let db = &state.ctx.db;
+    let provider = &state.oidc;
+    let account = store::account(db, &grant.account_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| invalid_grant("the account no longer exists"))?;
+    let roles = store::roles(db, &account.id).await.map_err(internal)?;
+    let now = now_ms() / 1000;
+    let access = AccessClaims {
+        iss: provider.issuer.clone(),
+        sub: account.id.clone(),
+        aud: AUDIENCE.to_owned(),
+        exp: now + ACCESS_TTL.as_secs() as i64,
+        iat: now,
+        jti: uuid::Uuid::now_v7().to_string(),
+        client_id: grant.client_id.clone(),
+        scope: grant.scope.clone(),
+        roles,
+    };
+    let access_token = provider.keys.sign("at+jwt", &access).map_err(internal)?;
+    let scopes: Vec<&str> = grant.scope.split_whitespace().collect();
+    let mut id = json!({
+        "iss": provider.issuer,
+        "sub": account.id,
+        "aud": grant.client_id,
+        "exp": now + ID_TTL.as_secs() as i64,
+        "iat": now,
+        "auth_time": grant.auth_time_ms / 1000,
+    });
+    if let Some(nonce) = nonce {
+        id["nonce"] = json!(nonce);
+    }
+    if scopes.contains(&"email") {
+        id["email"] = json!(account.email);
+    }
+    if scopes.contains(&"profile") {
+        id["name"] = json!(account.name);
+    }
+    let id_token = provider.keys.sign("JWT", &id).map_err(internal)?;
+    let refresh_token = if scopes.contains(&"offline_access") {
+        let token = session::new_token();
+        grants::insert_refresh(db, &session::hash(&token), &grant)
+            .await
+            .map_err(internal)?;
+        Some(token)
+    } else {
+        None
+    };
+    state.ctx.metrics.record(|| {
+        metrics::counter!("auth_tokens_issued_total", "grant" => grant_type).increment(1);
+    });
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL.as_secs(),
+        scope: grant.scope,
+        id_token: Some(id_token),
+        refresh_token,
+    })
+}
