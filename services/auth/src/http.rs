@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::domain::{self, Password, Role};
 use crate::session::{self, Cookies};
 use crate::store::{self, Account};
-use crate::{Config, oidc, pages, password, token};
+use crate::{Config, oidc, pages, password, revocation, token};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -37,8 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/jwks.json", get(oidc::jwks))
         .route("/authorize", get(oidc::authorize))
         .route("/token", post(token::token))
-        .route("/revoke", post(token::revoke))
-        .route("/introspect", post(token::introspect))
+        .route("/revoke", post(revocation::revoke))
+        .route("/introspect", post(revocation::introspect))
         .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .with_state(state)
 }

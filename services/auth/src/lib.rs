@@ -14,6 +14,7 @@ mod keys;
 mod oidc;
 mod pages;
 mod password;
+mod revocation;
 mod session;
 mod store;
 mod token;
@@ -43,8 +44,8 @@ pub use config::Config;
         oidc::jwks,
         oidc::authorize,
         token::token,
-        token::revoke,
-        token::introspect,
+        revocation::revoke,
+        revocation::introspect,
         oidc::userinfo
     ),
     components(schemas(flotilla_kit::Problem))
