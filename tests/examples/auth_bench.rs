@@ -1,12 +1,13 @@
-//! Benchmark of signing in through the gateway of a running stack, next to
-//! its anchor, the argon2id verification alone (same parameters, measured
-//! in this process in the same run): what the login form costs beyond the
-//! password hash it must check.
+//! Benchmark of the auth service through the gateway of a running stack,
+//! each part next to its anchor measured in this process in the same run:
 //!
-//!   auth_bench <gateway URL> [logins] [concurrency]
+//! - signing in, as a browser does (`GET /auth/login` for the CSRF cookie,
+//!   then `POST /auth/login`, answered 303 with a session cookie); anchor:
+//!   the argon2id verification alone, with the service's parameters;
+//! - `client_credentials` tokens (`POST /auth/token`), if a client id and
+//!   secret are given; anchor: signing the same ES256 access token alone.
 //!
-//! Each login is what a browser does: `GET /auth/login` (the CSRF cookie),
-//! then `POST /auth/login`, answered 303 with a session cookie.
+//!   auth_bench <gateway URL> [logins] [concurrency] [client id] [secret] [tokens]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -126,7 +127,21 @@ async fn main() -> anyhow::Result<()> {
         task.await??;
     }
     let rate = (logins / concurrency * concurrency) as f64 / started.elapsed().as_secs_f64();
+    report_logins(concurrency, anchor, anchor_rate, latencies, rate);
+    if let (Some(id), Some(secret)) = (args.get(4), args.get(5)) {
+        let tokens: usize = args.get(6).map_or(Ok(5000), |a| a.parse())?;
+        client_credentials(&client, &url, id, secret, tokens, concurrency).await?;
+    }
+    Ok(())
+}
 
+fn report_logins(
+    concurrency: usize,
+    anchor: Arc<Mutex<Vec<Duration>>>,
+    anchor_rate: f64,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    rate: f64,
+) {
     let mut anchor = anchor.lock().unwrap().clone();
     let mut latencies = latencies.lock().unwrap().clone();
     anchor.sort();
@@ -149,6 +164,92 @@ async fn main() -> anyhow::Result<()> {
         rate / anchor_rate,
         ms(l50) / ms(a50),
         ms(l99) / ms(a99)
+    );
+}
+
+/// `tokens` client_credentials requests, `concurrency` at a time, next to
+/// signing the same access token alone.
+async fn client_credentials(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    secret: &str,
+    tokens: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use p256::pkcs8::EncodePrivateKey;
+    let secret_key = p256::SecretKey::from_slice(&[7u8; 32]).map_err(anyhow::Error::msg)?;
+    let der = secret_key.to_pkcs8_der().map_err(anyhow::Error::msg)?;
+    let key = EncodingKey::from_ec_der(der.as_bytes());
+    let claims = json!({
+        "iss": format!("{url}/auth"), "sub": id, "aud": "flotilla", "exp": 4_000_000_000u64,
+        "iat": 1_700_000_000u64, "jti": "0", "client_id": id, "scope": "", "roles": [],
+    });
+    let per_thread = tokens / concurrency;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (key, claims) = (key.clone(), claims.clone());
+            std::thread::spawn(move || {
+                let mut header = Header::new(Algorithm::ES256);
+                header.kid = Some("bench".to_owned());
+                for _ in 0..per_thread {
+                    jsonwebtoken::encode(&header, &claims, &key).expect("signs");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a signing thread");
+    }
+    let anchor_rate = (per_thread * concurrency) as f64 / started.elapsed().as_secs_f64();
+
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, id, secret, latencies) = (
+                client.clone(),
+                url.to_owned(),
+                id.to_owned(),
+                secret.to_owned(),
+                latencies.clone(),
+            );
+            tokio::spawn(async move {
+                for _ in 0..per_thread {
+                    let t = Instant::now();
+                    let response = client
+                        .post(format!("{url}/auth/token"))
+                        .basic_auth(&id, Some(&secret))
+                        .form(&[("grant_type", "client_credentials")])
+                        .send()
+                        .await?;
+                    anyhow::ensure!(
+                        response.status() == 200,
+                        "token answered {}",
+                        response.status()
+                    );
+                    response.bytes().await?;
+                    latencies.lock().unwrap().push(t.elapsed());
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let rate = (per_thread * concurrency) as f64 / started.elapsed().as_secs_f64();
+    let mut latencies = latencies.lock().unwrap().clone();
+    latencies.sort();
+    println!("client_credentials, {concurrency} at a time");
+    println!("  ES256 signing alone: {anchor_rate:8.1}/s");
+    println!(
+        "  tokens             : {rate:8.1}/s  p50 {:6.2} ms  p99 {:6.2} ms  ({:.3}x of signing alone)",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        rate / anchor_rate
     );
     Ok(())
 }
