@@ -23,6 +23,9 @@ pub struct Client {
     /// Exact redirect URIs.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// Exact URIs to come back to after signing out (`end_session`).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
     /// `authorization_code`, `refresh_token`, `client_credentials`.
     #[serde(default = "user_grants")]
     pub grants: Vec<String>,
@@ -36,11 +39,12 @@ fn user_grants() -> Vec<String> {
 }
 
 impl Client {
-    fn public(id: &str, redirect_uri: String) -> Self {
+    fn public(id: &str, redirect_uri: String, post_logout: String) -> Self {
         Self {
             id: id.to_owned(),
             secret_sha256: None,
             redirect_uris: vec![redirect_uri],
+            post_logout_redirect_uris: vec![post_logout],
             grants: user_grants(),
             scopes: Vec::new(),
         }
@@ -75,8 +79,16 @@ impl Client {
 /// The built-in clients at `public_url`, then those of `file`.
 pub fn load(public_url: &str, file: Option<&Path>) -> anyhow::Result<Vec<Client>> {
     let mut clients = vec![
-        Client::public("flotilla-console", format!("{public_url}/callback")),
-        Client::public("motus_app", format!("{public_url}/motus/callback")),
+        Client::public(
+            "flotilla-console",
+            format!("{public_url}/callback"),
+            format!("{public_url}/"),
+        ),
+        Client::public(
+            "motus_app",
+            format!("{public_url}/motus/callback"),
+            format!("{public_url}/motus/"),
+        ),
     ];
     if let Some(file) = file {
         #[derive(Deserialize)]

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::domain::{self, Password, Role};
 use crate::session::{self, Cookies};
 use crate::store::{self, Account};
-use crate::{Config, oidc, pages, password, revocation, token};
+use crate::{Config, end_session, oidc, pages, password, revocation, token};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -40,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(revocation::revoke))
         .route("/introspect", post(revocation::introspect))
         .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route(
+            "/end_session",
+            get(end_session::confirm).post(end_session::end),
+        )
         .with_state(state)
 }
 
@@ -459,7 +463,7 @@ fn unauthorized() -> Response {
     .into_response()
 }
 
-fn with_cookies(mut response: Response, cookies: Vec<HeaderValue>) -> Response {
+pub fn with_cookies(mut response: Response, cookies: Vec<HeaderValue>) -> Response {
     for cookie in cookies {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }

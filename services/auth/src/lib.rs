@@ -8,6 +8,7 @@ mod admin;
 mod clients;
 mod config;
 mod domain;
+mod end_session;
 mod grants;
 mod http;
 mod keys;
@@ -46,7 +47,9 @@ pub use config::Config;
         token::token,
         revocation::revoke,
         revocation::introspect,
-        oidc::userinfo
+        oidc::userinfo,
+        end_session::confirm,
+        end_session::end
     ),
     components(schemas(flotilla_kit::Problem))
 )]

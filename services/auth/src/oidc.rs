@@ -56,12 +56,15 @@ pub async fn discovery(State(state): State<AppState>) -> Response {
         "token_endpoint": format!("{issuer}/token"),
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks.json"),
+        "end_session_endpoint": format!("{issuer}/end_session"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": SCOPES,
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "name"],
@@ -236,7 +239,7 @@ fn is_challenge(text: &str) -> bool {
 }
 
 /// `uri` with `fields` added to its query, percent-encoded.
-fn with_query(uri: &str, fields: &[(&str, &str)]) -> String {
+pub fn with_query(uri: &str, fields: &[(&str, &str)]) -> String {
     let mut out = uri.to_owned();
     for (i, (name, value)) in fields.iter().enumerate() {
         let separator = if i == 0 && !uri.contains('?') {

@@ -108,6 +108,33 @@ pub fn authorize_error(message: &str) -> String {
     page("Cannot sign in", &body)
 }
 
+/// What the sign-out confirmation carries on.
+pub struct EndSession<'a> {
+    pub csrf: &'a str,
+    pub client_id: &'a str,
+    pub post_logout_redirect_uri: &'a str,
+    pub state: &'a str,
+}
+
+/// Asks to confirm signing out, for an application that asked for it.
+pub fn end_session(form: &EndSession<'_>) -> String {
+    let hidden = |name: &str, value: &str| {
+        format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n",
+            escape(value)
+        )
+    };
+    let body = format!(
+        "<p>Sign out of flotilla?</p>\n<form method=\"post\" action=\"end_session\">\n{}{}{}{}\
+         <button type=\"submit\">Sign out</button>\n</form>\n",
+        hidden("csrf", form.csrf),
+        hidden("client_id", form.client_id),
+        hidden("post_logout_redirect_uri", form.post_logout_redirect_uri),
+        hidden("state", form.state),
+    );
+    page("Sign out", &body)
+}
+
 /// The page after signing out.
 pub fn signed_out() -> String {
     page(

@@ -517,3 +517,59 @@ async fn introspection_is_for_confidential_clients_and_revocation_ends_a_family(
         200
     );
 }
+
+#[tokio::test]
+async fn an_application_signs_the_person_out_and_gets_them_back() {
+    let app = provider().await;
+    let mut browser = Browser::new();
+    code(&app, &mut browser).await;
+    let back_to = format!("{SITE}/");
+    let query = format!(
+        "/end_session?client_id={CLIENT}&post_logout_redirect_uri={}&state=bye",
+        back_to.replace(':', "%3A").replace('/', "%2F")
+    );
+    let page = browser.get(app.at(&query)).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("action=\"end_session\"") && !html.contains("<script"),
+        "{html}"
+    );
+    let csrf = browser.csrf(app.at(&query)).await;
+    let form = [
+        ("client_id", CLIENT),
+        ("post_logout_redirect_uri", back_to.as_str()),
+        ("state", "bye"),
+    ];
+    // Without the form's token, nothing happens.
+    assert_eq!(
+        browser
+            .post_form(app.at("/end_session"), &form)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(browser.get(app.at("/session")).await.status(), 200);
+    let mut confirmed = form.to_vec();
+    confirmed.push(("csrf", &csrf));
+    let out = browser.post_form(app.at("/end_session"), &confirmed).await;
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()["location"], format!("{back_to}?state=bye"));
+    assert_eq!(browser.get(app.at("/session")).await.status(), 401);
+
+    // Somewhere not registered: an error page, no redirection.
+    let elsewhere = query.replace("flotilla.test", "evil.test");
+    let refused = browser.get(app.at(&elsewhere)).await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.headers().get("location").is_none());
+    let discovery: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["end_session_endpoint"],
+        format!("{SITE}/auth/end_session")
+    );
+}
