@@ -34,6 +34,9 @@ pub struct Client {
     pub scopes: Vec<String>,
 }
 
+/// The grants the token endpoint knows.
+pub const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
 fn user_grants() -> Vec<String> {
     vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
 }
@@ -104,6 +107,13 @@ pub fn load(public_url: &str, file: Option<&Path>) -> anyhow::Result<Vec<Client>
         for client in parsed.client {
             if clients.iter().any(|c| c.id == client.id) {
                 anyhow::bail!("{}: client {} is defined twice", file.display(), client.id);
+            }
+            if let Some(grant) = client.grants.iter().find(|g| !GRANTS.contains(&g.as_str())) {
+                anyhow::bail!(
+                    "{}: client {}: unknown grant {grant}",
+                    file.display(),
+                    client.id
+                );
             }
             if client.allows("client_credentials") && !client.is_confidential() {
                 anyhow::bail!(
@@ -181,6 +191,7 @@ mod tests {
             "[[client]]\nid = \"r\"\ngrants = [\"client_credentials\"]\n",
             "[[client]]\nid = \"flotilla-console\"\n",
             "[[client]]\nid = \"r\"\nsecret = \"plain\"\n",
+            "[[client]]\nid = \"r\"\nsecret_sha256 = \"00\"\ngrants = [\"password\"]\n",
             "not toml [",
         ] {
             assert!(load_text(bad).is_err(), "{bad}");

@@ -73,35 +73,35 @@ pub async fn token(
     headers: HeaderMap,
     Form(request): Form<TokenRequest>,
 ) -> Response {
-    let answer = match client(
-        &state,
-        &headers,
-        request.client_id.as_deref(),
-        request.client_secret.as_deref(),
-    ) {
-        Err(refused) => Err(refused),
-        Ok(client) if !client.allows(&request.grant_type) => Err(oauth(
-            StatusCode::BAD_REQUEST,
-            if ["authorization_code", "refresh_token", "client_credentials"]
-                .contains(&request.grant_type.as_str())
-            {
-                "unauthorized_client"
-            } else {
-                "unsupported_grant_type"
-            },
-            "this client may not use this grant_type",
-        )),
-        Ok(client) => match request.grant_type.as_str() {
-            "authorization_code" => exchange_code(&state, client, &request).await,
-            "refresh_token" => refresh(&state, client, &request).await,
-            "client_credentials" => client_credentials(&state, client, &request),
-            _ => Err(oauth(
+    let answer = async {
+        let grant = request.grant_type.as_str();
+        if !clients::GRANTS.contains(&grant) {
+            return Err(oauth(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 "authorization_code, refresh_token or client_credentials",
-            )),
-        },
-    };
+            ));
+        }
+        let client = client(
+            &state,
+            &headers,
+            request.client_id.as_deref(),
+            request.client_secret.as_deref(),
+        )?;
+        if !client.allows(grant) {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "this client may not use this grant_type",
+            ));
+        }
+        match grant {
+            "authorization_code" => exchange_code(&state, client, &request).await,
+            "refresh_token" => refresh(&state, client, &request).await,
+            _ => client_credentials(&state, client, &request),
+        }
+    }
+    .await;
     let mut response = match answer {
         Ok(tokens) => Json(tokens).into_response(),
         Err(error) => error.into_response(),

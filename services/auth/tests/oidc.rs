@@ -449,6 +449,11 @@ async fn a_confidential_client_gets_its_own_token_with_its_credentials() {
         (status, error["error"].as_str()),
         (400, Some("invalid_scope"))
     );
+    let (status, error) = post_form(&app, "/token", None, &[("grant_type", "password")]).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
     // A public client may not.
     let public = [("grant_type", "client_credentials"), ("client_id", CLIENT)];
     let (status, error) = post_form(&app, "/token", None, &public).await;
