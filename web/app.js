@@ -325,6 +325,22 @@ async function loadServices() {
   }
 }
 
+// ---- Who is signed in: the auth service's session cookie. Not signed in
+// (401), the header keeps its sign-in and sign-up links.
+
+async function loadAccount() {
+  let res;
+  try {
+    res = await fetch('/auth/session', { headers: { accept: 'application/json' } });
+  } catch {
+    return; // the banner of the other calls says the gateway is unreachable
+  }
+  const me = res.ok ? await res.json().catch(() => null) : null;
+  if (!me?.name) return;
+  const signOut = `/auth/end_session?client_id=flotilla-console&post_logout_redirect_uri=${encodeURIComponent(`${location.origin}/`)}`;
+  $('account').replaceChildren('Signed in as ', h('strong', {}, me.name), ' · ', h('a', { href: signOut }, 'Sign out'));
+}
+
 // ---- Wiring.
 
 onSubmit($('roundtrip-form'), sendRoundtrip);
@@ -339,6 +355,7 @@ setInterval(() => document.hidden || loadHealth(), HEALTH_EVERY_MS);
 document.addEventListener('visibilitychange', () => document.hidden || loadHealth());
 
 connectFeed();
+loadAccount();
 loadHealth();
 loadServices();
 loadBatches();

@@ -23,8 +23,11 @@ before(async () => {
   page = await browser.newPage();
   page.setDefaultTimeout(15_000);
   page.on('console', (message) => {
-    // The browser logs every HTTP error status; a 503 from /health is an answer the page shows.
-    const expected = message.location().url.endsWith('/health') && message.text().includes('503');
+    // The browser logs every HTTP error status; a 503 from /health is an answer the page
+    // shows, and a 401 from /auth/session means nobody is signed in.
+    const url = message.location().url;
+    const expected = (url.endsWith('/health') && message.text().includes('503'))
+      || (url.endsWith('/auth/session') && message.text().includes('401'));
     if (message.type() === 'error' && !expected) problems.push(`console: ${message.text()}`);
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
@@ -140,6 +143,27 @@ step('each service links to its docs and OpenAPI document', async () => {
   }
   await page.locator(`#gateway-links a[href="${index.dashboard}"]`).waitFor();
   await page.locator(`#gateway-links a[href="${index.metrics}"]`).waitFor();
+});
+
+step('a person signs up, signs in from the keyboard, sees their name and signs out', async () => {
+  const email = `${unique('ada')}@example.com`;
+  await page.click('#account >> text=Sign up');
+  await page.fill('#name', 'Ada Browser');
+  await page.fill('#email', email);
+  await page.fill('#password', 'correct horse battery');
+  await page.click('button[type=submit]');
+  await page.waitForURL(/\/auth\/login\?signed_up=1$/);
+  await page.locator('[role=status]', { hasText: 'Your account is ready' }).waitFor();
+  await page.fill('#email', email);
+  await page.fill('#password', 'correct horse battery');
+  await page.press('#password', 'Enter');
+  await page.waitForURL(`${base}/`);
+  await waitForText('#account', 'Signed in as Ada Browser');
+  await page.click('#account >> text=Sign out');
+  await page.waitForURL(/\/auth\/end_session\?/);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${base}/`);
+  await page.locator('#account >> text=Sign in').waitFor();
 });
 
 step('the page fits a 375 px wide screen', async () => {

@@ -104,9 +104,11 @@ pub async fn end(
     let cleared = session::session_cookie("", Duration::ZERO, &headers);
     let response = match target {
         Some(uri) => {
+            // The form carries an empty `state` when the client sent none.
             let state: Vec<(&str, &str)> = request
                 .state
                 .as_deref()
+                .filter(|s| !s.is_empty())
                 .map(|s| ("state", s))
                 .into_iter()
                 .collect();

@@ -22,6 +22,7 @@ fn page(title: &str, body: &str) -> String {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title} · flotilla</title>\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <link rel=\"stylesheet\" href=\"/_flotilla/ui/style.css\">\n</head>\n\
          <body>\n<main class=\"auth\">\n<h1>{title}</h1>\n{body}</main>\n</body>\n</html>\n"
     )
