@@ -37,6 +37,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
+/// Milliseconds since the Unix epoch, the clock of what the bus and services store.
+pub use flotilla_bus::now_ms;
 pub use problem::{Form, Json, Problem, Query};
 pub use tx::Tx;
 

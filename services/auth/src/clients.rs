@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// A registered client.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,16 +65,10 @@ impl Client {
         let Some(expected) = &self.secret_sha256 else {
             return false;
         };
-        let given: String = Sha256::digest(secret.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        given.len() == expected.len()
-            && given
-                .bytes()
-                .zip(expected.to_ascii_lowercase().bytes())
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+        crate::session::same(
+            &crate::session::hash(secret),
+            &expected.to_ascii_lowercase(),
+        )
     }
 }
 

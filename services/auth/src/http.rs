@@ -281,7 +281,7 @@ pub async fn login(
         return Ok(session::csrf_refused());
     }
     let db = &state.ctx.db;
-    let now = session::now_ms();
+    let now = flotilla_kit::now_ms();
     let window = Duration::from_secs(state.config.login_window_secs);
     let email_key = form.email.trim().to_lowercase();
     let keys = [
@@ -449,9 +449,13 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Accou
     let Some(token) = Cookies::from(headers).session() else {
         return Ok(None);
     };
-    let account =
-        store::session_account(&state.ctx.db, &session::hash(&token), session::now_ms()).await?;
-    Ok(account)
+    let session = store::session(
+        &state.ctx.db,
+        &session::hash(&token),
+        flotilla_kit::now_ms(),
+    )
+    .await?;
+    Ok(session.map(|(account, _signed_in)| account))
 }
 
 fn unauthorized() -> Response {

@@ -27,8 +27,8 @@ impl Keys {
                 "INSERT INTO signing_keys (kid, pkcs8_der, created_at_ms) VALUES ($1, $2, $3)",
             )
             .bind(&kid)
-            .bind(hex(&der))
-            .bind(crate::session::now_ms())
+            .bind(crate::session::hex(&der))
+            .bind(flotilla_kit::now_ms())
             .execute(db)
             .await
             .context("cannot store the signing key")?;
@@ -119,10 +119,6 @@ fn generate() -> anyhow::Result<(String, Vec<u8>)> {
         .map_err(|e| anyhow::anyhow!("cannot encode the signing key: {e}"))?;
     let kid = uuid::Uuid::now_v7().simple().to_string();
     Ok((kid, der.as_bytes().to_vec()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -16,9 +16,10 @@ use crate::clients::Client;
 use crate::grants::{self, NewCode};
 use crate::http::AppState;
 use crate::keys::Keys;
-use crate::session::{self, now_ms};
+use crate::session;
 use crate::token::AccessClaims;
 use crate::{pages, store};
+use flotilla_kit::now_ms;
 
 /// The audience of access tokens: the services behind the gateway.
 pub const AUDIENCE: &str = "flotilla";

@@ -12,8 +12,9 @@ use utoipa::ToSchema;
 use crate::grants;
 use crate::http::AppState;
 use crate::oidc::AUDIENCE;
-use crate::session::{self, now_ms};
+use crate::session;
 use crate::token::{AccessClaims, TokenError, client, internal};
+use flotilla_kit::now_ms;
 
 /// A revocation or introspection request.
 #[derive(Debug, Deserialize, ToSchema)]

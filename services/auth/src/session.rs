@@ -68,7 +68,8 @@ pub fn hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -90,10 +91,15 @@ pub fn csrf_matches(cookies: &Cookies, field: &str) -> bool {
     let Some(cookie) = cookies.csrf() else {
         return false;
     };
-    cookie.len() == field.len()
-        && cookie
-            .bytes()
-            .zip(field.bytes())
+    same(&cookie, field)
+}
+
+/// Whether two secrets are equal, compared in time that does not depend on
+/// where they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
             .fold(0u8, |diff, (a, b)| diff | (a ^ b))
             == 0
 }
@@ -164,13 +170,6 @@ pub fn site_url(headers: &HeaderMap, path: &str) -> String {
         }
         _ => path.to_owned(),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -118,23 +118,6 @@ pub async fn create_session(
     Ok(())
 }
 
-/// The account signed in by the session `token_hash`, if it has not expired.
-pub async fn session_account(
-    pool: &AnyPool,
-    token_hash: &str,
-    now_ms: i64,
-) -> Result<Option<Account>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT a.id, a.email, a.name, a.created_at FROM sessions s \
-         JOIN accounts a ON a.id = s.account_id \
-         WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
-    )
-    .bind(token_hash)
-    .bind(now_ms)
-    .fetch_optional(pool)
-    .await
-}
-
 /// The account of the session `token_hash` and when it signed in, if the
 /// session has not expired.
 pub async fn session(

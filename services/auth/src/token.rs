@@ -21,8 +21,9 @@ use crate::clients::{self, Client, Refused};
 use crate::grants::{self, Refresh};
 use crate::http::AppState;
 use crate::oidc::AUDIENCE;
-use crate::session::{self, now_ms};
+use crate::session;
 use crate::store;
+use flotilla_kit::now_ms;
 
 const ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
 const ID_TTL: Duration = Duration::from_secs(10 * 60);
