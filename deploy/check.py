@@ -316,6 +316,12 @@ def check_compose(docs: dict[Path, list], env_names: dict[str, set[str]], image_
         return {}
     services: dict[str, dict] = compose.get("services", {})
 
+    # The issuer the gateway checks tokens against is the auth service's.
+    public_urls = {name: env_map(svc.get("environment")).get("FLOTILLA_PUBLIC_URL")
+                   for name, svc in services.items() if (svc.get("command") or [None])[0] == "serve"}
+    report(bool(public_urls) and None not in public_urls.values() and len(set(public_urls.values())) == 1,
+           "compose: the gateway and every service have one FLOTILLA_PUBLIC_URL", str(public_urls))
+
     # Files it refers to.
     for name, svc in services.items():
         build = svc.get("build")
@@ -582,6 +588,29 @@ def check_k8s(docs: dict[Path, list], env_names: dict[str, set[str]], image_uid:
             containers = dep["spec"]["template"]["spec"]["containers"]
             report(all(c.get("resources", {}).get("requests", {}).get("cpu") for c in containers),
                    f"k8s HPA {name}: target containers request CPU")
+
+    # Services trust the caller the gateway forwards (x-user-* headers):
+    # only the gateway's pods may reach them.
+    policies = by_kind.get("NetworkPolicy", {})
+    gateway_labels = deployments.get("gateway", {}).get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+    for name, dep in deployments.items():
+        if name == "gateway":
+            continue
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        covering = [p for p in policies.values()
+                    if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+                    and "Ingress" in p["spec"].get("policyTypes", [])]
+        report(bool(covering), f"k8s Deployment {name}: a NetworkPolicy restricts who reaches it")
+        for policy in covering:
+            peers = [peer for rule in policy["spec"].get("ingress", []) for peer in rule.get("from", [])]
+            pods = [peer["podSelector"].get("matchLabels", {}) for peer in peers if "podSelector" in peer]
+            report(bool(pods) and all(sel.items() <= gateway_labels.items() for sel in pods),
+                   f"k8s NetworkPolicy {policy['metadata']['name']}: of the pods, only the gateway's are admitted",
+                   str(pods))
+    gateway_env = {e["name"] for c in deployments.get("gateway", {}).get("spec", {}).get("template", {})
+                   .get("spec", {}).get("containers", []) for e in c.get("env", [])}
+    report("FLOTILLA_PUBLIC_URL" in gateway_env,
+           "k8s gateway: gets FLOTILLA_PUBLIC_URL (the issuer of the tokens it verifies)")
 
     for cm in by_kind.get("ConfigMap", {}).values():
         for key, text in (cm.get("data") or {}).items():

@@ -1,6 +1,8 @@
 // flotilla web console: calls the gateway's JSON API, keeps the kv live feed
 // open over a websocket, and renders the four panels of index.html.
 
+import * as signin from './signin.js';
+
 const $ = (id) => document.getElementById(id);
 const FEED_LIMIT = 100;
 const HEALTH_EVERY_MS = 5000;
@@ -50,6 +52,8 @@ function setFailure(source, message) {
 async function api(path, { method = 'GET', json, expect = [] } = {}) {
   const source = `${method} ${path.split('?')[0]}`;
   const headers = { accept: 'application/json', ...(json !== undefined && { 'content-type': 'application/json' }) };
+  const token = await signin.accessToken();
+  if (token) headers.authorization = `Bearer ${token}`;
   let res;
   try {
     res = await fetch(path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
@@ -325,21 +329,43 @@ async function loadServices() {
   }
 }
 
-// ---- Who is signed in: the auth service's session cookie. Not signed in
-// (401), the header keeps its sign-in and sign-up links.
+// ---- Who is signed in: this tab's tokens from the code flow (signin.js),
+// or else the auth service's session cookie. Not signed in (401), the
+// header keeps its sign-in and sign-up links.
 
 async function loadAccount() {
-  let res;
-  try {
-    res = await fetch('/auth/session', { headers: { accept: 'application/json' } });
-  } catch {
-    return; // the banner of the other calls says the gateway is unreachable
+  if (location.pathname === '/callback') {
+    try {
+      await signin.completeSignIn();
+      setFailure('signin', null);
+    } catch (err) {
+      setFailure('signin', `Signing in failed: ${err.message}`);
+    }
   }
-  const me = res.ok ? await res.json().catch(() => null) : null;
-  if (!me?.name) return;
-  const signOut = `/auth/end_session?client_id=flotilla-console&post_logout_redirect_uri=${encodeURIComponent(`${location.origin}/`)}`;
-  $('account').replaceChildren('Signed in as ', h('strong', {}, me.name), ' · ', h('a', { href: signOut }, 'Sign out'));
+  let name = signin.person()?.name;
+  if (!name) {
+    let res;
+    try {
+      res = await fetch('/auth/session', { headers: { accept: 'application/json' } });
+    } catch {
+      return; // the banner of the other calls says the gateway is unreachable
+    }
+    const me = res.ok ? await res.json().catch(() => null) : null;
+    name = me?.name;
+  }
+  if (!name) return;
+  const signOut = h('a', { href: signin.signOutUrl() }, 'Sign out');
+  signOut.addEventListener('click', signin.forget);
+  $('account').replaceChildren('Signed in as ', h('strong', {}, name), ' · ', signOut);
 }
+
+// "Sign in" starts the code flow where the page can (a secure context);
+// elsewhere the link goes to the login page itself.
+$('sign-in').addEventListener('click', (event) => {
+  if (!signin.canSignIn()) return;
+  event.preventDefault();
+  signin.signIn();
+});
 
 // ---- Wiring.
 

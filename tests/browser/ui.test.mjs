@@ -24,10 +24,12 @@ before(async () => {
   page.setDefaultTimeout(15_000);
   page.on('console', (message) => {
     // The browser logs every HTTP error status; a 503 from /health is an answer the page
-    // shows, and a 401 from /auth/session means nobody is signed in.
+    // shows, a 401 from /auth/session means nobody is signed in, and a 404 from
+    // /users/me that the profile is still on its way.
     const url = message.location().url;
     const expected = (url.endsWith('/health') && message.text().includes('503'))
-      || (url.endsWith('/auth/session') && message.text().includes('401'));
+      || (url.endsWith('/auth/session') && message.text().includes('401'))
+      || (url.endsWith('/users/me') && message.text().includes('404'));
     if (message.type() === 'error' && !expected) problems.push(`console: ${message.text()}`);
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
@@ -145,7 +147,7 @@ step('each service links to its docs and OpenAPI document', async () => {
   await page.locator(`#gateway-links a[href="${index.metrics}"]`).waitFor();
 });
 
-step('a person signs up, signs in from the keyboard, sees their name and signs out', async () => {
+step('a person signs up, signs in through the code flow from the keyboard, sees their name and signs out', async () => {
   const email = `${unique('ada')}@example.com`;
   await page.click('#account >> text=Sign up');
   await page.fill('#name', 'Ada Browser');
@@ -154,16 +156,36 @@ step('a person signs up, signs in from the keyboard, sees their name and signs o
   await page.click('button[type=submit]');
   await page.waitForURL(/\/auth\/login\?signed_up=1$/);
   await page.locator('[role=status]', { hasText: 'Your account is ready' }).waitFor();
+
+  // Back at the console, "Sign in" goes through /auth/authorize (PKCE) to the login page.
+  await page.goto(`${base}/`);
+  await page.click('#account >> text=Sign in');
+  await page.waitForURL(/\/auth\/login\?return_to=%2Fauth%2Fauthorize/);
   await page.fill('#email', email);
   await page.fill('#password', 'correct horse battery');
   await page.press('#password', 'Enter');
   await page.waitForURL(`${base}/`);
   await waitForText('#account', 'Signed in as Ada Browser');
+
+  // The page holds an access token the gateway accepts: the users service knows the caller.
+  const me = await page.evaluate(async () => {
+    const { access } = JSON.parse(sessionStorage.getItem('flotilla.tokens'));
+    for (let i = 0; i < 100; i += 1) {
+      const res = await fetch('/users/me', { headers: { authorization: `Bearer ${access}` } });
+      if (res.status !== 404) return { status: res.status, body: await res.json() };
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return { status: 404 };
+  });
+  assert.equal(me.status, 200, JSON.stringify(me));
+  assert.equal(me.body.email, email);
+
   await page.click('#account >> text=Sign out');
   await page.waitForURL(/\/auth\/end_session\?/);
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/`);
   await page.locator('#account >> text=Sign in').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('flotilla.tokens')), null);
 });
 
 step('the page fits a 375 px wide screen', async () => {

@@ -23,6 +23,8 @@ pub struct Entry {
     pub name: &'static str,
     pub about: &'static str,
     pub deploy: flotilla_kit::Deploy,
+    /// What the gateway asks of its callers.
+    pub access: flotilla_kit::Access,
     /// Its administrative commands, if any.
     pub admin: Option<flotilla_kit::Admin>,
     /// Adds the service's settings to a command.
@@ -36,6 +38,7 @@ impl Entry {
             name: S::NAME,
             about: S::ABOUT,
             deploy: S::DEPLOY,
+            access: S::ACCESS,
             admin: S::ADMIN,
             settings: S::Config::augment_args,
             build: build::<S>,

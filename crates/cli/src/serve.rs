@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 
 use anyhow::bail;
-use flotilla_gateway::{Config, Gateway, service_routes};
+use flotilla_gateway::{Gateway, service_routes};
 use flotilla_kit::runtime;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::stack::{GRACE, bind};
+use crate::stack::{GRACE, bind, gateway_config};
 use crate::{ServeArgs, register};
 
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
@@ -17,8 +17,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let listener = bind(SocketAddr::new(args.host, args.port)).await?;
     let addr = listener.local_addr()?;
     if args.service == "gateway" {
-        let mut config = Config::default();
-        config.gateway.redis_url = args.backends.redis.clone();
+        let mut config = gateway_config(&args.backends);
         for (service, urls) in parse_upstreams(&args.upstreams)? {
             config.routes.extend(service_routes(&service, urls));
         }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::args::Backends;
 use crate::{SERVICES, UpArgs};
 
 /// How long in-flight work may take to finish once shutdown begins.
@@ -62,8 +63,7 @@ impl Stack {
         }
 
         let gateway = gateway_listener.local_addr()?;
-        let mut config = Config::default();
-        config.gateway.redis_url = args.backends.redis.clone();
+        let mut config = gateway_config(&args.backends);
         for (name, addrs) in &services {
             let urls = addrs.iter().map(|a| format!("http://{a}")).collect();
             config.routes.extend(service_routes(name, urls));
@@ -93,9 +93,7 @@ impl Stack {
         args.backends.storage()?;
         let gateway = gateway_listener.local_addr()?;
         let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-        let mut config = Config::default();
-        config.gateway.redis_url = args.backends.redis.clone();
-        let gateway_app = Gateway::new(config, None).await?;
+        let gateway_app = Gateway::new(gateway_config(&args.backends), None).await?;
         let mut tasks = JoinSet::new();
         tasks.spawn(
             gateway_app
@@ -169,6 +167,34 @@ impl Stack {
             self.tasks.abort_all();
         }
     }
+}
+
+/// The gateway's settings from the stack's: Redis for rate limits, and
+/// access tokens verified with the auth service's keys, on each service's
+/// routes as the service asks.
+pub fn gateway_config(backends: &Backends) -> Config {
+    use flotilla_gateway::config::{Access, AuthMode, AuthSettings};
+    let mut config = Config::default();
+    config.gateway.redis_url = backends.redis.clone();
+    config.gateway.auth = Some(AuthSettings::new(
+        format!("{}/auth", backends.shared().gateway_url()),
+        "/auth/jwks.json".to_owned(),
+    ));
+    config.gateway.access = SERVICES
+        .iter()
+        .map(|entry| {
+            let access = Access {
+                auth: match entry.access.auth {
+                    flotilla_kit::Auth::None => AuthMode::None,
+                    flotilla_kit::Auth::Optional => AuthMode::Optional,
+                    flotilla_kit::Auth::Required => AuthMode::Required,
+                },
+                scopes: entry.access.scopes.iter().map(|&s| s.to_owned()).collect(),
+            };
+            (entry.name.to_owned(), access)
+        })
+        .collect();
+    config
 }
 
 /// `args` with `--public-url` defaulted to the gateway's own address.

@@ -15,8 +15,20 @@
 //! balance = "round_robin"     # round_robin | weighted | least_conn | sticky
 //! rate_limit = { per_second = 100, burst = 200 }
 //! health = { path = "/health", interval_ms = 2000 }
+//! auth = "required"           # none (default) | optional | required
+//! scopes = ["orders"]         # scopes a token needs on this route
+//! ```
+//!
+//! Access tokens are verified when `[gateway.auth]` says where the keys are
+//! (`flotilla` sets it to its auth service):
+//!
+//! ```toml
+//! [gateway.auth]
+//! issuer = "https://flotilla.example.com/auth"
+//! jwks = "/auth/jwks.json"   # a path routed here, or an http:// URL
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -66,6 +78,12 @@ impl Config {
                         ConfigError(format!("upstream `{url}` must be http://host:port"))
                     })?;
             }
+            if route.auth.is_none() && !route.scopes.is_empty() {
+                return Err(ConfigError(format!(
+                    "route `{}`: scopes need auth = \"required\" or \"optional\"",
+                    route.prefix
+                )));
+            }
             if let Some(limit) = &route.rate_limit
                 && (limit.per_second == 0 || limit.burst == 0)
             {
@@ -104,6 +122,11 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
     /// `redis://…`: rate-limit buckets shared by every gateway using it.
     pub redis_url: Option<String>,
+    /// How access tokens are verified; without it, none is.
+    pub auth: Option<AuthSettings>,
+    /// What the routes made from a service's name (its instances given by
+    /// `flotilla up` or registered) ask of callers, by service.
+    pub access: BTreeMap<String, Access>,
 }
 
 impl Default for Settings {
@@ -117,8 +140,71 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             redis_url: None,
+            auth: None,
+            access: BTreeMap::new(),
         }
     }
+}
+
+/// Where the keys that sign access tokens are, and what tokens must say.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The `iss` of every token.
+    pub issuer: String,
+    /// The JWK set: a path routed by this gateway, or an `http://` URL.
+    pub jwks: String,
+    /// The `aud` every token must name.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// The shortest time between two fetches of the keys, which a token
+    /// naming an unknown key causes, in milliseconds.
+    #[serde(default = "default_refetch_ms")]
+    pub refetch_ms: u64,
+}
+
+impl AuthSettings {
+    /// Tokens of `issuer`, for the audience `flotilla`, with the keys at `jwks`.
+    pub fn new(issuer: String, jwks: String) -> Self {
+        Self {
+            issuer,
+            jwks,
+            audience: default_audience(),
+            refetch_ms: default_refetch_ms(),
+        }
+    }
+}
+
+fn default_audience() -> String {
+    "flotilla".to_owned()
+}
+
+fn default_refetch_ms() -> u64 {
+    10_000
+}
+
+/// Whether a route needs a caller's access token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Tokens are not looked at.
+    #[default]
+    None,
+    /// A token, if one is sent, must be valid; its caller is forwarded.
+    Optional,
+    /// A valid token is needed.
+    Required,
+}
+
+/// What a route asks of callers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Scopes a token must have.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// One route: which requests, and where they go.
@@ -151,6 +237,13 @@ pub struct RouteConfig {
     /// Cookie that pins a client to an instance, for `balance = "sticky"`.
     #[serde(default = "default_cookie")]
     pub sticky_cookie: String,
+    /// Whether callers need an access token; the service's entry of
+    /// `[gateway.access]` when not given, `none` when it has none.
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
+    /// Scopes a token must have on this route.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 fn default_cookie() -> String {
@@ -172,6 +265,8 @@ impl RouteConfig {
             retries: RetryConfig::default(),
             rate_limit: None,
             sticky_cookie: default_cookie(),
+            auth: None,
+            scopes: Vec::new(),
         }
     }
 

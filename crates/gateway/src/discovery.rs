@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::Gateway;
-use crate::config::{Config, RateLimit, RouteConfig};
+use crate::config::{Access, Config, RateLimit, RouteConfig};
 use crate::health;
 use crate::pool::{Pool, PoolConfig, now_ms};
 use crate::ratelimit::Limiter;
@@ -207,6 +207,7 @@ impl Sources {
                     strip_prefix: config.strip_prefix,
                     pool: self.pools[&config.service_name()].clone(),
                     sticky_cookie: config.sticky_cookie.clone(),
+                    access: self.access(config),
                     rate_limit,
                     stats: self.stats.entry(key).or_default().clone(),
                 }
@@ -219,6 +220,24 @@ impl Sources {
             .as_ref()
             .map_or_else(|| self.base.gateway.clone(), |f| f.config.gateway.clone());
         RouteTable::new(routes, settings)
+    }
+
+    /// What a route asks of callers: its own `auth`, or its service's
+    /// entry in `[gateway.access]` (the file's, then the one `flotilla` gave).
+    fn access(&self, config: &RouteConfig) -> Access {
+        if let Some(auth) = config.auth {
+            return Access {
+                auth,
+                scopes: config.scopes.clone(),
+            };
+        }
+        let service = config.service_name();
+        self.file
+            .as_ref()
+            .and_then(|f| f.config.gateway.access.get(&service))
+            .or_else(|| self.base.gateway.access.get(&service))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Drops registrations whose TTL lapsed; true if any did.

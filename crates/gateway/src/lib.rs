@@ -13,6 +13,7 @@
 //! `/_flotilla/`.
 
 mod api;
+mod auth;
 pub mod config;
 mod discovery;
 mod edge;
@@ -60,6 +61,8 @@ pub struct Gateway {
     resolver: Box<dyn Resolve>,
     /// Set when a certificate is configured; the listener then speaks TLS.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set when `[gateway.auth]` is; routes asking for tokens need it.
+    verifier: Option<auth::Verifier>,
     this: Weak<Gateway>,
 }
 
@@ -103,12 +106,18 @@ impl Gateway {
             }
             None => None,
         };
+        let verifier = settings
+            .auth
+            .as_ref()
+            .or(config.gateway.auth.as_ref())
+            .map(|auth| auth::Verifier::new(auth.clone()));
         let gateway = Arc::new_cyclic(|this| Gateway {
             table: ArcSwap::from_pointee(RouteTable::new(Vec::new(), config.gateway.clone())),
             sources: Mutex::new(Sources::new(config, watched, redis)),
             open_connections: AtomicI64::new(0),
             resolver: Box::new(resolver),
             tls,
+            verifier,
             this: this.clone(),
         });
         discovery::resolve(&gateway).await;
@@ -253,6 +262,26 @@ impl Gateway {
         Ok(response)
     }
 
+    /// Checks the caller's token where the route asks for one.
+    async fn admit(
+        &self,
+        table: &RouteTable,
+        route: &table::Route,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), Response<Body>> {
+        if route.access.auth == config::AuthMode::None {
+            return Ok(());
+        }
+        match &self.verifier {
+            Some(verifier) => verifier.admit(table, &route.access, headers).await,
+            None => Err(reply::problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                flotilla_contracts::problem::BAD_GATEWAY,
+                "this route needs access tokens, and the gateway has no [gateway.auth] to verify them",
+            )),
+        }
+    }
+
     /// A request for an upstream: edge policies, then the proxy.
     async fn route(
         &self,
@@ -271,7 +300,7 @@ impl Gateway {
                 .next()
         });
         let Some(route) = table.find(host, req.uri().path()) else {
-            return if req.uri().path() == "/" {
+            return if matches!(req.uri().path(), "/" | "/callback") {
                 api::index()
             } else {
                 reply::problem(
@@ -305,7 +334,11 @@ impl Gateway {
         let trace_id = edge::trace(req.headers_mut());
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let forwarded = proxy::forward(route, req, peer, tls, settings.body_limit).await;
+        auth::strip_identity(req.headers_mut());
+        let forwarded = match self.admit(table, route, req.headers_mut()).await {
+            Ok(()) => proxy::forward(route, req, peer, tls, settings.body_limit).await,
+            Err(refused) => proxy::Forwarded::local(refused),
+        };
         let mut response = forwarded.response;
         let headers = response.headers_mut();
         headers.insert(edge::X_REQUEST_ID.clone(), request_id.clone());

@@ -303,7 +303,7 @@ impl Pool {
     }
 }
 
-fn client(timeouts: &Timeouts) -> Client {
+pub(crate) fn client(timeouts: &Timeouts) -> Client {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_millis(timeouts.connect_ms)));

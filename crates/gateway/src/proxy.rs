@@ -35,7 +35,7 @@ pub(crate) struct Forwarded {
 }
 
 impl Forwarded {
-    fn local(response: Response<Body>) -> Self {
+    pub fn local(response: Response<Body>) -> Self {
         Self {
             response,
             instance: None,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::config::Settings;
+use crate::config::{Access, Settings};
 use crate::pool::Pool;
 use crate::ratelimit::Limiter;
 use crate::stats::RouteStats;
@@ -14,6 +14,8 @@ pub struct Route {
     pub strip_prefix: bool,
     pub pool: Arc<Pool>,
     pub sticky_cookie: String,
+    /// Whether callers need an access token, and which scopes.
+    pub access: Access,
     pub rate_limit: Option<Arc<Limiter>>,
     pub stats: Arc<RouteStats>,
 }
@@ -93,6 +95,7 @@ mod tests {
             strip_prefix: strip,
             pool: Arc::new(Pool::new(prefix, config)),
             sticky_cookie: "c".into(),
+            access: Access::default(),
             rate_limit: None,
             stats: Arc::default(),
         }

@@ -18,6 +18,7 @@ pub mod db;
 mod error;
 pub mod fields;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod page;
 pub mod problem;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::Error;
 /// Milliseconds since the Unix epoch, the clock of what the bus and services store.
 pub use flotilla_bus::now_ms;
+pub use identity::{Access, Auth, Caller};
 pub use problem::{Form, Json, Problem, Query};
 pub use tx::Tx;
 
@@ -75,6 +77,10 @@ pub trait Configure: Service + Sized {
 
     /// How the generated deploy files run it.
     const DEPLOY: Deploy = Deploy::DEFAULT;
+
+    /// What the gateway asks of its callers: by default, a token is
+    /// optional and its caller forwarded ([`Caller`]).
+    const ACCESS: Access = Access::OPTIONAL;
 
     /// Its administrative commands, if it has any: `flotilla <NAME> …`.
     const ADMIN: Option<Admin> = None;
@@ -122,6 +128,15 @@ pub struct Shared {
     /// `--public-url`: where clients reach the gateway, without a trailing
     /// `/` (`up` sets it to its gateway's address when it is not given).
     pub public_url: Option<String>,
+}
+
+impl Shared {
+    /// `public_url`, or `http://127.0.0.1:8080` when it was not given.
+    pub fn gateway_url(&self) -> &str {
+        self.public_url
+            .as_deref()
+            .unwrap_or("http://127.0.0.1:8080")
+    }
 }
 
 /// What a service instance gets from the runtime.

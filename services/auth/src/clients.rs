@@ -76,7 +76,7 @@ impl Client {
 pub fn load(public_url: &str, file: Option<&Path>) -> anyhow::Result<Vec<Client>> {
     let mut clients = vec![
         Client::public(
-            "flotilla-console",
+            CONSOLE,
             format!("{public_url}/callback"),
             format!("{public_url}/"),
         ),
@@ -121,7 +121,11 @@ pub fn load(public_url: &str, file: Option<&Path>) -> anyhow::Result<Vec<Client>
     Ok(clients)
 }
 
+/// The web console's client id.
+pub const CONSOLE: &str = "flotilla-console";
+
 /// Why a client is not who it says.
+#[derive(Debug)]
 pub enum Refused {
     /// No client named, or an unknown one.
     Unknown,
@@ -144,11 +148,14 @@ pub fn authenticate<'a>(
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok());
-    let (id, secret) = match &basic {
-        Some(pair) => match pair.split_once(':') {
-            Some((id, secret)) => (Some(id), Some(secret)),
-            None => (None, None),
-        },
+    // RFC 6749, 2.3.1: the id and secret are form-urlencoded before Base64.
+    let decoded = basic.as_deref().and_then(|pair| {
+        let (id, secret) = pair.split_once(':')?;
+        Some((form_decode(id)?, form_decode(secret)?))
+    });
+    let (id, secret) = match &decoded {
+        Some((id, secret)) => (Some(id.as_str()), Some(secret.as_str())),
+        None if basic.is_some() => (None, None),
         None => (form_id, form_secret),
     };
     let client = id
@@ -158,6 +165,15 @@ pub fn authenticate<'a>(
         return Err(Refused::BadSecret);
     }
     Ok(client)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value.
+fn form_decode(value: &str) -> Option<String> {
+    let spaced = value.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -189,5 +205,35 @@ mod tests {
         ] {
             assert!(load_text(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded_before_base64() {
+        use base64::Engine as _;
+        let secret = "a:b+c/d=";
+        let hash = crate::session::hex(&<sha2::Sha256 as sha2::Digest>::digest(secret));
+        let text = format!(
+            "[[client]]\nid = \"svc-a\"\nsecret_sha256 = \"{hash}\"\ngrants = [\"client_credentials\"]\n"
+        );
+        let clients = load_text(&text).unwrap();
+        let basic = |pair: &str| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                format!("Basic {encoded}").parse().unwrap(),
+            );
+            headers
+        };
+        let encoded = basic("svc%2Da:a%3Ab%2Bc%2Fd%3D");
+        assert_eq!(
+            authenticate(&clients, &encoded, None, None).unwrap().id,
+            "svc-a"
+        );
+        let wrong = basic("svc%2Da:a%3Ab+c%2Fd%3D");
+        assert!(matches!(
+            authenticate(&clients, &wrong, None, None),
+            Err(Refused::BadSecret)
+        ));
     }
 }

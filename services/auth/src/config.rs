@@ -1,6 +1,7 @@
 //! Settings of the auth service.
 
-/// How long sessions last and how failed logins are limited.
+/// How long sessions last, how failed logins are limited, more clients,
+/// and how often the signing key changes.
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "auth")]
 pub struct Config {
@@ -38,4 +39,23 @@ pub struct Config {
         value_name = "FILE"
     )]
     pub clients_file: Option<std::path::PathBuf>,
+    /// How often a new signing key is made, in days. The old one stays
+    /// published until every token it signed has expired.
+    #[arg(
+        long = "auth-key-rotation-days",
+        env = "FLOTILLA_AUTH_KEY_ROTATION_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub key_rotation_days: u64,
+    /// How often each instance reads the signing keys again, in seconds: a
+    /// new key is published within this, and signs after this and the
+    /// JWKS's five minutes of caching.
+    #[arg(
+        long = "auth-key-reload-secs",
+        env = "FLOTILLA_AUTH_KEY_RELOAD_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub key_reload_secs: u64,
 }

@@ -3,8 +3,6 @@
 //! session ends and the browser goes back to one of the client's
 //! registered post-logout URIs.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -101,7 +99,7 @@ pub async fn end(
     if let Some(token) = cookies.session() {
         store::delete_session(&state.ctx.db, &session::hash(&token)).await?;
     }
-    let cleared = session::session_cookie("", Duration::ZERO, &headers);
+    let cleared = session::signed_out_cookies(&headers);
     let response = match target {
         Some(uri) => {
             // The form carries an empty `state` when the client sent none.
@@ -116,7 +114,7 @@ pub async fn end(
         }
         None => Html(pages::signed_out()).into_response(),
     };
-    Ok(with_cookies(response, vec![cleared]))
+    Ok(with_cookies(response, cleared))
 }
 
 fn refused() -> Response {

@@ -333,12 +333,12 @@ pub async fn login(
     state.ctx.metrics.record(|| {
         metrics::counter!("auth_logins_total", "result" => "success").increment(1);
     });
-    let cookie = session::session_cookie(&token, lifetime, &headers);
+    let cookies = vec![
+        session::session_cookie(&token, lifetime, &headers),
+        access_cookie(&state, &account.id, &headers).await?,
+    ];
     let to = session::site_url(&headers, &return_to);
-    Ok(with_cookies(
-        Redirect::to(&to).into_response(),
-        vec![cookie],
-    ))
+    Ok(with_cookies(Redirect::to(&to).into_response(), cookies))
 }
 
 fn too_many(wait: Duration) -> Response {
@@ -384,10 +384,9 @@ pub async fn logout(
     if let Some(token) = cookies.session() {
         store::delete_session(&state.ctx.db, &session::hash(&token)).await?;
     }
-    let cleared = session::session_cookie("", Duration::ZERO, &headers);
     Ok(with_cookies(
         Html(pages::signed_out()).into_response(),
-        vec![cleared],
+        session::signed_out_cookies(&headers),
     ))
 }
 
@@ -401,7 +400,23 @@ pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> Resul
         return Ok(unauthorized());
     };
     let roles = store::roles(&state.ctx.db, &account.id).await?;
-    Ok(Json(AccountBody::new(account, roles)).into_response())
+    let renewed = access_cookie(&state, &account.id, &headers).await?;
+    let response = Json(AccountBody::new(account, roles)).into_response();
+    Ok(with_cookies(response, vec![renewed]))
+}
+
+/// Seed 000's `auth_token` for a browser signed in here: a fresh access
+/// token of the console's, renewed each time the console asks who is
+/// signed in.
+async fn access_cookie(
+    state: &AppState,
+    account_id: &str,
+    headers: &HeaderMap,
+) -> Result<HeaderValue, Error> {
+    let token = token::first_party(state, account_id)
+        .await
+        .map_err(Error::Internal)?;
+    Ok(session::access_cookie(&token, token::ACCESS_TTL, headers))
 }
 
 /// Grants `role` to the account `id`; only an admin may.

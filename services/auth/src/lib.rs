@@ -16,12 +16,15 @@ mod oidc;
 mod pages;
 mod password;
 mod revocation;
+mod rotation;
 mod session;
 mod store;
 mod token;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
-use flotilla_kit::{Admin, Configure, Context, Service, Shared};
+use flotilla_kit::{Access, Admin, Auth as Tokens, Configure, Context, Service, Shared};
 use tokio::task::JoinSet;
 use utoipa::OpenApi;
 
@@ -69,16 +72,22 @@ impl Configure for Auth {
     const ABOUT: &'static str =
         "accounts, sign-up and login pages, sessions; publishes account.created";
     type Config = Config;
+    /// The gateway leaves its tokens alone: the token endpoint takes client
+    /// credentials, and `/userinfo` checks its bearer token itself.
+    const ACCESS: Access = Access {
+        auth: Tokens::None,
+        scopes: &[],
+    };
     const ADMIN: Option<Admin> = Some(Admin {
         commands: admin::commands,
         run: admin::run,
     });
 
     fn configure(config: Config, shared: &Shared) -> anyhow::Result<Self> {
-        let public_url = shared.public_url.clone().unwrap_or_else(|| {
+        if shared.public_url.is_none() {
             tracing::warn!("no --public-url: the issuer is http://127.0.0.1:8080/auth");
-            "http://127.0.0.1:8080".to_owned()
-        });
+        }
+        let public_url = shared.gateway_url().to_owned();
         let clients = clients::load(&public_url, config.clients_file.as_deref())?;
         Ok(Self {
             config,
@@ -99,8 +108,13 @@ impl Service for Auth {
         ApiDoc::openapi()
     }
 
-    async fn start(&self, ctx: &Context, _tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
-        let keys = keys::Keys::load_or_create(&ctx.db).await?;
+    async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
+        let schedule = rotation::Schedule::new(
+            Duration::from_secs(self.config.key_rotation_days.saturating_mul(24 * 3600)),
+            Duration::from_secs(self.config.key_reload_secs),
+        );
+        let keys = keys::Keys::load(&ctx.db, schedule).await?;
+        tasks.spawn(keys.clone().reload_until_shutdown(ctx.clone()));
         Ok(http::router(http::AppState {
             ctx: ctx.clone(),
             config: self.config.clone(),

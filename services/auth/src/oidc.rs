@@ -77,12 +77,13 @@ pub async fn discovery(State(state): State<AppState>) -> Response {
 /// The public keys tokens are signed with.
 #[utoipa::path(get, path = "/jwks.json", responses((status = 200, description = "JWK Set")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.oidc.keys.set().clone()).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    response
+    let max_age = crate::rotation::JWKS_MAX_AGE.as_secs();
+    let cache = format!("public, max-age={max_age}");
+    (
+        [(header::CACHE_CONTROL, cache)],
+        Json(state.oidc.keys.set()),
+    )
+        .into_response()
 }
 
 /// The parameters of an authorization request.

@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 
 pub const SESSION: &str = "flotilla_session";
 pub const CSRF: &str = "flotilla_csrf";
+/// Seed 000's cookie: the access token itself, which the gateway accepts
+/// as it accepts a bearer token.
+pub const ACCESS: &str = "auth_token";
 
 /// The cookies of a request.
 pub struct Cookies(Vec<(String, String)>);
@@ -116,6 +119,19 @@ pub fn csrf_refused() -> Response {
 /// The session cookie; an empty `token` with no lifetime clears it.
 pub fn session_cookie(token: &str, lifetime: Duration, headers: &HeaderMap) -> HeaderValue {
     cookie(SESSION, token, "Lax", Some(lifetime), headers)
+}
+
+/// The `auth_token` cookie, expiring with its token.
+pub fn access_cookie(token: &str, lifetime: Duration, headers: &HeaderMap) -> HeaderValue {
+    cookie(ACCESS, token, "Lax", Some(lifetime), headers)
+}
+
+/// What clears a browser's sign-in: both cookies, expired.
+pub fn signed_out_cookies(headers: &HeaderMap) -> Vec<HeaderValue> {
+    vec![
+        session_cookie("", Duration::ZERO, headers),
+        access_cookie("", Duration::ZERO, headers),
+    ]
 }
 
 /// An HttpOnly cookie for the whole site, `Secure` when the client came

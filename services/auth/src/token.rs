@@ -25,8 +25,8 @@ use crate::session;
 use crate::store;
 use flotilla_kit::now_ms;
 
-const ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
-const ID_TTL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const ID_TTL: Duration = Duration::from_secs(10 * 60);
 const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A token request (`application/x-www-form-urlencoded`).
@@ -315,6 +315,7 @@ fn client_credentials(
         client_id: client.id.clone(),
         scope: scope.clone(),
         roles: Vec::new(),
+        email: None,
     };
     let access_token = state.oidc.keys.sign("at+jwt", &claims).map_err(internal)?;
     state.ctx.metrics.record(|| {
@@ -342,6 +343,32 @@ pub struct AccessClaims {
     pub client_id: String,
     pub scope: String,
     pub roles: Vec<String>,
+    /// With the `email` scope: the gateway forwards it as `x-user-email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// An access token for an account signed in at the login page itself, as
+/// the console's (seed 000's `auth_token` cookie).
+pub async fn first_party(state: &AppState, account_id: &str) -> anyhow::Result<String> {
+    let db = &state.ctx.db;
+    let account = store::account(db, account_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the signed-in account {account_id} is gone"))?;
+    let now = now_ms() / 1000;
+    let claims = AccessClaims {
+        iss: state.oidc.issuer.clone(),
+        sub: account.id.clone(),
+        aud: AUDIENCE.to_owned(),
+        exp: now + ACCESS_TTL.as_secs() as i64,
+        iat: now,
+        jti: uuid::Uuid::now_v7().to_string(),
+        client_id: clients::CONSOLE.to_owned(),
+        scope: "openid profile email".to_owned(),
+        roles: store::roles(db, &account.id).await?,
+        email: Some(account.email),
+    };
+    state.oidc.keys.sign("at+jwt", &claims)
 }
 
 /// Signs the tokens of `grant`: an access token, an ID token (`openid` is
@@ -360,6 +387,7 @@ async fn issue(
         .map_err(internal)?
         .ok_or_else(|| invalid_grant("the account no longer exists"))?;
     let roles = store::roles(db, &account.id).await.map_err(internal)?;
+    let scopes: Vec<&str> = grant.scope.split_whitespace().collect();
     let now = now_ms() / 1000;
     let access = AccessClaims {
         iss: provider.issuer.clone(),
@@ -371,9 +399,9 @@ async fn issue(
         client_id: grant.client_id.clone(),
         scope: grant.scope.clone(),
         roles,
+        email: scopes.contains(&"email").then(|| account.email.clone()),
     };
     let access_token = provider.keys.sign("at+jwt", &access).map_err(internal)?;
-    let scopes: Vec<&str> = grant.scope.split_whitespace().collect();
     let mut id = json!({
         "iss": provider.issuer,
         "sub": account.id,

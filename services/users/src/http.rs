@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use flotilla_contracts::{UserCreatedV1, UserDeletedV1};
 use flotilla_kit::page::{Page, PageParams};
-use flotilla_kit::{Context, Error, Json, Query};
+use flotilla_kit::{Caller, Context, Error, Json, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -23,6 +23,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(list).post(create))
+        .route("/me", get(me))
         .route("/{id}", get(fetch).delete(remove))
         .with_state(state)
 }
@@ -102,6 +103,26 @@ pub async fn fetch(
         Some(user) => Ok(Json(user.into())),
         None => Err(Error::NotFound(format!("no user with id {id}"))),
     }
+}
+
+/// The signed-in caller's own profile (found by the email the gateway
+/// verified).
+#[utoipa::path(get, path = "/me", responses(
+    (status = 200, body = UserBody),
+    (status = 401, description = "Not signed in", body = flotilla_kit::Problem),
+    (status = 404, description = "No profile with the caller's email (yet)", body = flotilla_kit::Problem),
+))]
+pub async fn me(
+    State(AppState { ctx }): State<AppState>,
+    caller: Caller,
+) -> Result<Json<UserBody>, Error> {
+    let email = caller.email.as_deref().and_then(|e| Email::parse(e).ok());
+    let user = match &email {
+        Some(email) => store::by_email(&ctx.db, email).await?,
+        None => None,
+    };
+    user.map(|user| Json(user.into()))
+        .ok_or_else(|| Error::NotFound("no profile has the caller's email".to_owned()))
 }
 
 /// Lists users in creation order, a page at a time.

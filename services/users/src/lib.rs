@@ -17,7 +17,7 @@ pub use config::Config;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "flotilla users", description = "User accounts."),
-    paths(http::create, http::list, http::fetch, http::remove),
+    paths(http::create, http::list, http::me, http::fetch, http::remove),
     components(schemas(flotilla_kit::Problem))
 )]
 struct ApiDoc;

@@ -38,6 +38,14 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<User>, sqlx::Error> 
         .await
 }
 
+/// The user with `email`, whatever its case.
+pub async fn by_email(pool: &AnyPool, email: &Email) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name, email, created_at FROM users WHERE email_key = $1")
+        .bind(email.key())
+        .fetch_optional(pool)
+        .await
+}
+
 /// Up to `limit` users with ids after `after`, in creation order.
 pub async fn list(pool: &AnyPool, after: &str, limit: i64) -> Result<Vec<User>, sqlx::Error> {
     sqlx::query_as(

@@ -128,7 +128,7 @@ async fn the_code_flow_works_through_the_gateway() {
     let challenge = "3WD_y2RCXi-3ZGqJ9OOvpUEE-B9RQz9xv7JC5QpYkwo";
     let redirect = format!("{}/callback", app.url);
     let authorize = format!(
-        "{}/auth/authorize?response_type=code&client_id=flotilla-console&redirect_uri={redirect}&scope=openid&state=xyz&code_challenge={challenge}&code_challenge_method=S256",
+        "{}/auth/authorize?response_type=code&client_id=flotilla-console&redirect_uri={redirect}&scope=openid%20email&state=xyz&code_challenge={challenge}&code_challenge_method=S256",
         app.url
     );
     // Not signed in: to the login page, which is to come back to /auth/authorize.
@@ -177,9 +177,10 @@ async fn the_code_flow_works_through_the_gateway() {
         .json()
         .await
         .unwrap();
+    let access = tokens["access_token"].as_str().expect("an access token");
     let info: Value = client
         .get(format!("{}/auth/userinfo", app.url))
-        .bearer_auth(tokens["access_token"].as_str().expect("an access token"))
+        .bearer_auth(access)
         .send()
         .await
         .unwrap()
@@ -187,4 +188,94 @@ async fn the_code_flow_works_through_the_gateway() {
         .await
         .unwrap();
     assert!(info["sub"].is_string(), "{info}");
+
+    // The gateway verifies the token and tells the users service who calls.
+    let me = wait_for_profile(&app, |request| request.bearer_auth(access)).await;
+    assert_eq!(me["email"], "ada@example.com");
+    let mut tampered = access.to_owned();
+    tampered.pop();
+    tampered.push(if access.ends_with('A') { 'B' } else { 'A' });
+    let refused = client
+        .get(format!("{}/users/me", app.url))
+        .bearer_auth(&tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+}
+
+/// `GET /users/me` with `auth` until the account's profile exists.
+async fn wait_for_profile(
+    app: &flotilla_tests::TestApp,
+    auth: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let response = auth(reqwest::Client::new().get(format!("{}/users/me", app.url)))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => return response.json().await.unwrap(),
+            404 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            status => panic!(
+                "GET /users/me answered {status}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clients_own_identity_headers_never_reach_a_service() {
+    let app = spawn_app().await;
+    app.create_user("Ada Lovelace", "ada@example.com").await;
+    let forged = reqwest::Client::new()
+        .get(format!("{}/users/me", app.url))
+        .header("x-user-id", "0190")
+        .header("x-user-email", "ada@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        401,
+        "the gateway removed the forged caller"
+    );
+    let problem: Value = forged.json().await.unwrap();
+    assert_eq!(problem["status"], 401);
+}
+
+#[tokio::test]
+async fn signing_in_at_the_login_page_sets_seed_000s_auth_token_cookie() {
+    let app = spawn_app().await;
+    let body =
+        json!({ "email": "ada@example.com", "name": "Ada", "password": "correct horse battery" });
+    app.post_json("/auth/signup", &body).await;
+    let signed_in = app
+        .sign_in("ada@example.com", "correct horse battery", &[])
+        .await;
+    let set_cookie: Vec<&str> = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let token_cookie = set_cookie
+        .iter()
+        .find(|c| c.starts_with("auth_token="))
+        .expect("an auth_token cookie");
+    assert!(token_cookie.contains("HttpOnly"), "{token_cookie}");
+    assert!(token_cookie.contains("Max-Age=600"), "{token_cookie}");
+    let token = cookie(&signed_in, "auth_token").unwrap();
+    let me = wait_for_profile(&app, |request| request.header("cookie", &token)).await;
+    assert_eq!(me["name"], "Ada");
 }

@@ -202,7 +202,7 @@ x-service-environment: &service-environment
   FLOTILLA_HOST: 0.0.0.0
   FLOTILLA_PORT: "8080"
   FLOTILLA_LOG_FORMAT: json
-  FLOTILLA_PUBLIC_URL: http://localhost:8080
+  FLOTILLA_PUBLIC_URL: &public-url http://localhost:8080
   FLOTILLA_DB: postgres://flotilla:flotilla@postgres:5432/flotilla?sslmode=disable
   FLOTILLA_BUS: nats://nats:4222
 
@@ -273,6 +273,8 @@ const GATEWAY: &str = r#"
       FLOTILLA_PORT: "8080"
       FLOTILLA_LOG_FORMAT: json
       FLOTILLA_GATEWAY_CONFIG: /etc/flotilla/gateway.toml
+      # The issuer of the access tokens it verifies: the services' own.
+      FLOTILLA_PUBLIC_URL: *public-url
     configs:
       - source: gateway
         target: /etc/flotilla/gateway.toml

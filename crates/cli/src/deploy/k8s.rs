@@ -73,11 +73,55 @@ fn service(entry: &Entry) -> String {
     format!(
         "{about}{deployment}{SERVICE_ENV}{env}{SERVICE_PROBES}{CONTAINER_LIMITS}---\n\
          # Headless: the name resolves to the address of every ready pod, which is how\n\
-         # the gateway finds the instances (see the flotilla-gateway ConfigMap).\n{object}",
+         # the gateway finds the instances (see the flotilla-gateway ConfigMap).\n{object}\
+         ---\n{policy}",
         about = comment(0, &format!("{name}: {}.", entry.about)),
         deployment = deployment(name, &replicas),
         env = service_env(entry),
         object = service_object(&format!("{name}-headless"), name, "clusterIP: None"),
+        policy = network_policy(name),
+    )
+}
+
+/// Only the gateway's pods, and Prometheus from a namespace labelled
+/// `flotilla.dev/scrape: "true"`, reach a service: it trusts the caller the
+/// gateway forwards in `x-user-*` headers.
+fn network_policy(name: &str) -> String {
+    let why = comment(
+        0,
+        &format!(
+            "Only the gateway reaches {name} (and Prometheus, from a namespace labelled \
+             flotilla.dev/scrape=true): the service trusts the caller that the gateway \
+             verified and forwards in x-user-* headers. Needs a network plugin that \
+             enforces NetworkPolicy."
+        ),
+    );
+    format!(
+        r#"{why}apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {name}
+  labels:
+    app.kubernetes.io/name: flotilla
+    app.kubernetes.io/component: {name}
+spec:
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/name: flotilla
+      app.kubernetes.io/component: {name}
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: flotilla
+              app.kubernetes.io/component: gateway
+        - namespaceSelector:
+            matchLabels:
+              flotilla.dev/scrape: "true"
+      ports:
+        - port: http
+"#
     )
 }
 

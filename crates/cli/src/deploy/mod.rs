@@ -170,17 +170,33 @@ fn comment(indent: usize, text: &str) -> String {
 }
 
 /// The gateway's configuration (TOML): two routes per service, `/<name>`
-/// and `/api/v1/<name>`, both to `upstream(name)`.
+/// and `/api/v1/<name>`, both to `upstream(name)` and asking callers what
+/// the service asks. Where tokens are verified (`[gateway.auth]`) comes
+/// from `--public-url`, as `flotilla serve gateway` sets it.
 fn gateway_config(services: &[Entry], upstream: impl Fn(&str) -> String) -> String {
     let mut out = String::from("[gateway]\naccess_log = true\ndns_refresh_ms = 5000\n");
     for entry in services {
         let name = entry.name;
         let url = upstream(name);
+        let auth = match entry.access.auth {
+            flotilla_kit::Auth::None => "none",
+            flotilla_kit::Auth::Optional => "optional",
+            flotilla_kit::Auth::Required => "required",
+        };
+        let scopes: Vec<String> = entry
+            .access
+            .scopes
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect();
         for prefix in [format!("/{name}"), format!("/api/v1/{name}")] {
             out.push_str(&format!(
                 "\n[[route]]\nprefix = \"{prefix}\"\nstrip_prefix = true\n\
-                 service = \"{name}\"\nupstreams = [\"{url}\"]\n"
+                 service = \"{name}\"\nupstreams = [\"{url}\"]\nauth = \"{auth}\"\n"
             ));
+            if !scopes.is_empty() {
+                out.push_str(&format!("scopes = [{}]\n", scopes.join(", ")));
+            }
         }
     }
     out

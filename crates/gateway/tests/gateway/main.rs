@@ -5,3 +5,4 @@ mod discovery;
 mod edge;
 mod resilience;
 mod support;
+mod tokens;

@@ -24,7 +24,8 @@ data:
   FLOTILLA_BUS_NAMESPACE: flotilla
   FLOTILLA_LOG_FORMAT: json
   # Where browsers reach the gateway: the OpenID issuer and redirect URIs
-  # are built on it. Set it to your Ingress's address.
+  # are built on it, and the gateway checks the issuer of every access
+  # token against it. Set it to your Ingress's address.
   FLOTILLA_PUBLIC_URL: https://flotilla.example.com
 ---
 # The gateway's routes. Each upstream is a headless Service: its name resolves
@@ -59,6 +60,12 @@ pub(super) const GATEWAY_CONTAINER: &str = r#"          env:
                 configMapKeyRef:
                   name: flotilla-env
                   key: FLOTILLA_LOG_FORMAT
+            # The issuer of the access tokens the gateway verifies.
+            - name: FLOTILLA_PUBLIC_URL
+              valueFrom:
+                configMapKeyRef:
+                  name: flotilla-env
+                  key: FLOTILLA_PUBLIC_URL
           ports:
             - name: http
               containerPort: 8080
