@@ -14,6 +14,8 @@ pub static SERVICES: &[Entry] = &[
     Entry::of::<flotilla_notifications::Notifications>(),
     Entry::of::<flotilla_kv::Kv>(),
     Entry::of::<flotilla_auth::Auth>(),
+    Entry::of::<flotilla_motus::Motus>(),
+    Entry::of::<flotilla_score::Score>(),
 ];
 
 /// A registered service: its name, and how its settings are declared and

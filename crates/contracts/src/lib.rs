@@ -72,3 +72,26 @@ impl Event for UserDeletedV1 {
     const SUBJECT: &'static str = "user.deleted";
     const SCHEMA: &'static str = "user.deleted.v1";
 }
+
+/// A player finished the day's Motus game: found the word, or used their
+/// six attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MotusGameFinishedV1 {
+    pub game_id: String,
+    /// The account id of the player.
+    pub player_id: String,
+    /// The game's day, YYYY-MM-DD in the game's time zone.
+    pub date: String,
+    pub won: bool,
+    /// Counted guesses, 1 to 6.
+    pub attempts: u32,
+    /// Letters in the word.
+    pub length: u32,
+    /// RFC 3339, UTC.
+    pub finished_at: String,
+}
+
+impl Event for MotusGameFinishedV1 {
+    const SUBJECT: &'static str = "motus.game.finished";
+    const SCHEMA: &'static str = "motus.game.finished.v1";
+}
