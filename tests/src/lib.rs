@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use flotilla_cli::{Stack, UpArgs};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -129,6 +129,59 @@ impl TestApp {
         assert_eq!(response.status(), 202, "roundtrip of {key}");
         let body: Value = response.json().await.expect("JSON body");
         body["correlation_id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Signs up `name` (email `<name>@example.com`, lower case) and signs
+    /// in: the `auth_token` cookie the login page sets, as `name=value`.
+    pub async fn player(&self, name: &str) -> String {
+        let email = format!("{}@example.com", name.to_lowercase());
+        let body = json!({ "email": email, "name": name, "password": "correct horse battery" });
+        assert_eq!(self.post_json("/auth/signup", &body).await.status(), 201);
+        let signed_in = self.sign_in(&email, "correct horse battery", &[]).await;
+        cookie(&signed_in, "auth_token").expect("the login page sets auth_token")
+    }
+
+    /// GET `path` with `token` (a `Cookie` header).
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .header("cookie", token)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    /// POST `body` as JSON to `path` with `token` (a `Cookie` header).
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .header("cookie", token)
+            .json(body)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    /// The accepted Motus guesses of the day's length and first letter.
+    pub async fn motus_words(&self, token: &str) -> Vec<String> {
+        let today: Value = self
+            .get_as(token, "/motus/today")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let path = format!(
+            "/motus/words?length={}&first={}",
+            today["length"],
+            today["first_letter"].as_str().expect("a game of the day")
+        );
+        let list: Value = self.get_as(token, &path).await.json().await.unwrap();
+        list["words"]
+            .as_array()
+            .expect("a word list")
+            .iter()
+            .filter_map(|w| w.as_str().map(str::to_owned))
+            .collect()
     }
 
     /// Signs in through `/auth/login` as a browser does: the login page for

@@ -20,6 +20,10 @@ struct Flotilla {
     feed: Option<Feed>,
     /// The session cookie (`name=value`), once signed in.
     session: Option<String>,
+    /// Each signed-in player's `auth_token` cookie, by name.
+    players: std::collections::HashMap<String, String>,
+    /// Today's word, once a game revealed it.
+    answer: Option<String>,
 }
 
 impl fmt::Debug for Flotilla {
@@ -47,6 +51,16 @@ impl Flotilla {
             self.user_id = body["id"].as_str().map(str::to_owned);
         }
         self.last = Some((status, body));
+    }
+
+    fn token(&self, player: &str) -> &str {
+        self.players.get(player).expect("the player is signed in")
+    }
+
+    async fn game(&self, player: &str) -> Value {
+        let response = self.app().get_as(self.token(player), "/motus/today").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     fn expected_text(&self, template: &str) -> String {
@@ -325,6 +339,100 @@ async fn am_signed_in(world: &mut Flotilla, email: String) {
 #[then("I am not signed in")]
 async fn not_signed_in(world: &mut Flotilla) {
     assert_eq!(signed_in_as(world).await, None);
+}
+
+#[given(expr = "{string} and {string} are signed in")]
+async fn players_signed_in(world: &mut Flotilla, first: String, second: String) {
+    for name in [first, second] {
+        let token = world.app().player(&name).await;
+        world.players.insert(name, token);
+    }
+}
+
+#[when(expr = "{string} plays six accepted guesses that are not the word")]
+async fn six_misses(world: &mut Flotilla, player: String) {
+    let words = world.app().motus_words(world.token(&player)).await;
+    for word in words.iter().take(6) {
+        let body = json!({ "guess": word });
+        let app = world.app();
+        let response = app
+            .post_as(world.token(&player), "/motus/today/guesses", &body)
+            .await;
+        assert_eq!(response.status(), 200, "{word}");
+        let game: Value = response.json().await.unwrap();
+        if game["status"] != "playing" {
+            break;
+        }
+    }
+}
+
+#[when(expr = "{string} guesses {string}")]
+async fn guesses(world: &mut Flotilla, player: String, word: String) {
+    let body = json!({ "guess": word });
+    let response = world
+        .app()
+        .post_as(world.token(&player), "/motus/today/guesses", &body)
+        .await;
+    world.record(response).await;
+}
+
+#[when(expr = "{string} guesses the revealed word")]
+async fn guesses_the_word(world: &mut Flotilla, player: String) {
+    let word = world.answer.clone().expect("a game revealed the word");
+    guesses(world, player, word).await;
+}
+
+#[then(expr = "the game of {string} is over and the word is revealed")]
+async fn game_over(world: &mut Flotilla, player: String) {
+    let game = world.game(&player).await;
+    assert_ne!(game["status"], "playing", "{game}");
+    world.answer = Some(
+        game["answer"]
+            .as_str()
+            .expect("the word, once over")
+            .to_owned(),
+    );
+}
+
+#[then(expr = "the game of {string} is won in {int} attempt(s)")]
+async fn game_won(world: &mut Flotilla, player: String, attempts: usize) {
+    let game = world.game(&player).await;
+    assert_eq!(game["status"], "won", "{game}");
+    assert_eq!(game["attempts"].as_array().unwrap().len(), attempts);
+}
+
+#[then(expr = "{string} has made no attempt")]
+async fn no_attempt(world: &mut Flotilla, player: String) {
+    assert_eq!(world.game(&player).await["attempts"], json!([]));
+}
+
+#[then(expr = "the day's leaderboard lists {string} then {string}")]
+async fn leaderboard(world: &mut Flotilla, first: String, second: String) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let board: Value = world
+            .app()
+            .get("/score/leaderboard?period=day")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = board["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        if names.len() == 2 {
+            assert_eq!(names, [first.as_str(), second.as_str()]);
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leaderboard: {board}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::main]

@@ -66,7 +66,13 @@ impl Stack {
         let mut config = gateway_config(&args.backends);
         for (name, addrs) in &services {
             let urls = addrs.iter().map(|a| format!("http://{a}")).collect();
-            config.routes.extend(service_routes(name, urls));
+            let balance = config.gateway.services[*name].balance;
+            config
+                .routes
+                .extend(service_routes(name, urls).map(|mut route| {
+                    route.balance = balance.unwrap_or(route.balance);
+                    route
+                }));
         }
         let gateway_app = Gateway::new(config, None).await?;
         tasks.spawn(gateway_app.serve(gateway_listener, shutdown.clone()));
@@ -169,29 +175,30 @@ impl Stack {
     }
 }
 
-/// The gateway's settings from the stack's: Redis for rate limits, and
-/// access tokens verified with the auth service's keys, on each service's
-/// routes as the service asks.
+/// The gateway's settings from the stack's: Redis for rate limits, access
+/// tokens verified with the auth service's keys, and each service's routes
+/// as it asks (`Configure::ACCESS`, `Deploy::sticky`).
 pub fn gateway_config(backends: &Backends) -> Config {
-    use flotilla_gateway::config::{Access, AuthMode, AuthSettings};
+    use flotilla_gateway::config::{AuthMode, AuthSettings, Balance, ServiceDefaults};
     let mut config = Config::default();
     config.gateway.redis_url = backends.redis.clone();
     config.gateway.auth = Some(AuthSettings::new(
         format!("{}/auth", backends.shared().gateway_url()),
         "/auth/jwks.json".to_owned(),
     ));
-    config.gateway.access = SERVICES
+    config.gateway.services = SERVICES
         .iter()
         .map(|entry| {
-            let access = Access {
+            let defaults = ServiceDefaults {
                 auth: match entry.access.auth {
                     flotilla_kit::Auth::None => AuthMode::None,
                     flotilla_kit::Auth::Optional => AuthMode::Optional,
                     flotilla_kit::Auth::Required => AuthMode::Required,
                 },
                 scopes: entry.access.scopes.iter().map(|&s| s.to_owned()).collect(),
+                balance: entry.deploy.sticky.then_some(Balance::Sticky),
             };
-            (entry.name.to_owned(), access)
+            (entry.name.to_owned(), defaults)
         })
         .collect();
     config

@@ -801,3 +801,172 @@ async fn the_first_admin_is_made_from_the_command_line() {
     assert_eq!(me["roles"], json!(["admin"]));
     assert_eq!(app.terminate().await.code(), Some(0));
 }
+
+/// Signs up and in through the login form; the `auth_token` cookie.
+async fn player(client: &reqwest::Client, base: &str, email: &str) -> String {
+    let signup = client
+        .post(format!("{base}/auth/signup"))
+        .json(&json!({"email": email, "name": "Ada", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let page = client
+        .get(format!("{base}/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    let csrf = set_cookie(&page, "flotilla_csrf");
+    let signed_in = client
+        .post(format!("{base}/auth/login"))
+        .header("cookie", &csrf)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&email={}&password=correct+horse+battery",
+            csrf.split_once('=').unwrap().1,
+            email.replace('@', "%40")
+        ))
+        .send()
+        .await
+        .unwrap();
+    set_cookie(&signed_in, "auth_token")
+}
+
+/// The cookie `name` a response sets, as `name=value`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn killing_motus_instances_in_the_middle_of_a_game_loses_no_guess() {
+    if scale_out().is_none() {
+        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let stack = up_with(data.path(), None, &["--processes", "--replicas", "2"]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let token = player(&client, &stack.url, "ada@example.com").await;
+    let marker = data.path().to_str().unwrap().to_owned();
+    let motus_pids = || pids(&format!("serve motus .*{marker}"));
+    let first_two = motus_pids();
+    assert_eq!(first_two.len(), 2);
+
+    let today = |client: reqwest::Client| {
+        let (url, token) = (stack.url.clone(), token.clone());
+        async move {
+            let response = client
+                .get(format!("{url}/motus/today"))
+                .header("cookie", &token)
+                .send()
+                .await
+                .unwrap();
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let game = today(client.clone()).await;
+    let list = get_json_with(
+        &client,
+        &format!(
+            "{}/motus/words?length={}&first={}",
+            stack.url,
+            game["length"],
+            game["first_letter"].as_str().unwrap()
+        ),
+        &token,
+    )
+    .await;
+    let words: Vec<&str> = list["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // Both instances die during the game, one after the second guess and
+    // the other after the fourth, once the first is replaced (two
+    // instances pass the health check): whichever served the player, it died.
+    for (played, word) in words.iter().take(6).enumerate() {
+        if played == 4 {
+            let deadline = Instant::now() + WAIT;
+            while motus_pids().len() != 2 || passing(&client, &stack.url, "motus").await != 2 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the first instance was not replaced"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if played == 2 || played == 4 {
+            let victim = &first_two[played / 2 - 1];
+            std::process::Command::new("kill")
+                .args(["-9", victim])
+                .status()
+                .unwrap();
+        }
+        // A guess sent to the instance just killed may come back 502 (the
+        // service did not answer, so nothing was played): sent again, as a
+        // player would.
+        let mut response = guess(&client, &stack.url, &token, word).await;
+        if response.status() == 502 {
+            response = guess(&client, &stack.url, &token, word).await;
+        }
+        assert_eq!(response.status(), 200, "guess {} ({word})", played + 1);
+        let game: Value = response.json().await.unwrap();
+        assert_eq!(
+            game["attempts"].as_array().unwrap().len(),
+            played + 1,
+            "{game}"
+        );
+        if game["status"] != "playing" {
+            break;
+        }
+    }
+    let game = today(client.clone()).await;
+    assert_ne!(game["status"], "playing", "{game}");
+    assert!(
+        motus_pids().iter().all(|pid| !first_two.contains(pid)),
+        "both original instances were killed"
+    );
+    assert!(stack.terminate().await.success());
+}
+
+async fn guess(client: &reqwest::Client, base: &str, token: &str, word: &str) -> reqwest::Response {
+    client
+        .post(format!("{base}/motus/today/guesses"))
+        .header("cookie", token)
+        .json(&json!({ "guess": word }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// How many instances of `service` answer the gateway's health check now.
+async fn passing(client: &reqwest::Client, base: &str, service: &str) -> usize {
+    let health = get_json(client, &format!("{base}/health")).await;
+    health["services"][service]["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["status"] == "pass")
+        .count()
+}
+
+async fn get_json_with(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    let response = client
+        .get(url)
+        .header("cookie", token)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}

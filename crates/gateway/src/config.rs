@@ -124,9 +124,9 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// How access tokens are verified; without it, none is.
     pub auth: Option<AuthSettings>,
-    /// What the routes made from a service's name (its instances given by
-    /// `flotilla up` or registered) ask of callers, by service.
-    pub access: BTreeMap<String, Access>,
+    /// By service: what the routes made from its name (its instances given
+    /// by `flotilla up` or registered) ask of callers, and how they balance.
+    pub services: BTreeMap<String, ServiceDefaults>,
 }
 
 impl Default for Settings {
@@ -141,7 +141,7 @@ impl Default for Settings {
             tls_key: None,
             redis_url: None,
             auth: None,
-            access: BTreeMap::new(),
+            services: BTreeMap::new(),
         }
     }
 }
@@ -196,6 +196,20 @@ pub enum AuthMode {
     Required,
 }
 
+/// The settings of the routes made from a service's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDefaults {
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Scopes a token must have.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Round robin when not given.
+    #[serde(default)]
+    pub balance: Option<Balance>,
+}
+
 /// What a route asks of callers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,7 +252,7 @@ pub struct RouteConfig {
     #[serde(default = "default_cookie")]
     pub sticky_cookie: String,
     /// Whether callers need an access token; the service's entry of
-    /// `[gateway.access]` when not given, `none` when it has none.
+    /// `[gateway.services]` when not given, `none` when it has none.
     #[serde(default)]
     pub auth: Option<AuthMode>,
     /// Scopes a token must have on this route.

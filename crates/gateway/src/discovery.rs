@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::Gateway;
-use crate::config::{Access, Config, RateLimit, RouteConfig};
+use crate::config::{Access, Config, RateLimit, RouteConfig, ServiceDefaults};
 use crate::health;
 use crate::pool::{Pool, PoolConfig, now_ms};
 use crate::ratelimit::Limiter;
@@ -84,10 +84,13 @@ impl Sources {
             .file
             .iter()
             .flat_map(|f| f.config.routes.iter().cloned());
-        let registered = self
-            .registered
-            .iter()
-            .flat_map(|(service, urls)| service_routes(service, urls.keys().cloned().collect()));
+        let registered = self.registered.iter().flat_map(|(service, urls)| {
+            let balance = self.defaults(service).balance;
+            service_routes(service, urls.keys().cloned().collect()).map(|mut route| {
+                route.balance = balance.unwrap_or(route.balance);
+                route
+            })
+        });
         let mut seen = std::collections::HashSet::new();
         file.chain(self.base.routes.iter().cloned())
             .chain(registered)
@@ -223,7 +226,7 @@ impl Sources {
     }
 
     /// What a route asks of callers: its own `auth`, or its service's
-    /// entry in `[gateway.access]` (the file's, then the one `flotilla` gave).
+    /// entry in `[gateway.services]`.
     fn access(&self, config: &RouteConfig) -> Access {
         if let Some(auth) = config.auth {
             return Access {
@@ -231,11 +234,20 @@ impl Sources {
                 scopes: config.scopes.clone(),
             };
         }
-        let service = config.service_name();
+        let defaults = self.defaults(&config.service_name());
+        Access {
+            auth: defaults.auth,
+            scopes: defaults.scopes,
+        }
+    }
+
+    /// A service's entry in `[gateway.services]`: the file's, then the one
+    /// `flotilla` gave.
+    fn defaults(&self, service: &str) -> ServiceDefaults {
         self.file
             .as_ref()
-            .and_then(|f| f.config.gateway.access.get(&service))
-            .or_else(|| self.base.gateway.access.get(&service))
+            .and_then(|f| f.config.gateway.services.get(service))
+            .or_else(|| self.base.gateway.services.get(service))
             .cloned()
             .unwrap_or_default()
     }

@@ -103,20 +103,25 @@ pub struct Admin {
 pub type AdminFuture<'a> =
     std::pin::Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send + 'a>>;
 
-/// How `flotilla deploy` runs a service in the files it generates.
+/// How the stack runs a service: in `flotilla up` and in the files
+/// `flotilla deploy` generates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deploy {
     /// Instances in Compose and Kubernetes.
     pub replicas: u16,
     /// Whether it is given Redis (`FLOTILLA_REDIS`), and so starts after it.
     pub redis: bool,
+    /// Whether the gateway keeps a client on one instance (its sticky
+    /// cookie), in `flotilla up` and in the deploy files.
+    pub sticky: bool,
 }
 
 impl Deploy {
-    /// Two instances, no Redis.
+    /// Two instances, no Redis, not sticky.
     pub const DEFAULT: Self = Self {
         replicas: 2,
         redis: false,
+        sticky: false,
     };
 }
 

@@ -12,7 +12,7 @@ mod words;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flotilla_kit::{Access, Auth, Configure, Context, Service, Shared};
+use flotilla_kit::{Access, Auth, Configure, Context, Deploy, Service, Shared};
 use tokio::task::JoinSet;
 use utoipa::OpenApi;
 
@@ -45,6 +45,11 @@ impl Configure for Motus {
     const NAME: &'static str = "motus";
     const ABOUT: &'static str = "the daily word game (seed 002); publishes motus.game.finished";
     type Config = Config;
+    /// Two instances, a client kept on one (seed 002's HAProxy cookie).
+    const DEPLOY: Deploy = Deploy {
+        sticky: true,
+        ..Deploy::DEFAULT
+    };
     /// Only signed-in players play.
     const ACCESS: Access = Access {
         auth: Auth::Required,

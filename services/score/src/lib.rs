@@ -10,7 +10,7 @@ mod http;
 mod store;
 
 use async_trait::async_trait;
-use flotilla_kit::{Configure, Context, Service, Shared};
+use flotilla_kit::{Configure, Context, Deploy, Service, Shared};
 use tokio::task::JoinSet;
 use utoipa::OpenApi;
 
@@ -36,6 +36,11 @@ impl Configure for Score {
     const ABOUT: &'static str =
         "Motus statistics and leaderboards; consumes motus.game.finished and account.created";
     type Config = Config;
+    /// Two instances, a client kept on one (seed 002's HAProxy cookie).
+    const DEPLOY: Deploy = Deploy {
+        sticky: true,
+        ..Deploy::DEFAULT
+    };
 
     fn configure(_config: Config, _shared: &Shared) -> anyhow::Result<Self> {
         Ok(Self)

@@ -4,5 +4,6 @@ mod auth;
 mod bad_input;
 mod gateway;
 mod kv;
+mod motus;
 mod notifications;
 mod users;

@@ -197,6 +197,9 @@ fn gateway_config(services: &[Entry], upstream: impl Fn(&str) -> String) -> Stri
             if !scopes.is_empty() {
                 out.push_str(&format!("scopes = [{}]\n", scopes.join(", ")));
             }
+            if entry.deploy.sticky {
+                out.push_str("balance = \"sticky\"\n");
+            }
         }
     }
     out
