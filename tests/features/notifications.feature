@@ -4,7 +4,7 @@ Feature: Notifications survive a Slack outage
     And Slack is down
     When I create a user named "foo" with email "foo@example.com"
     Then the notification is listed as "pending" with the error recorded
-    And Slack has received nothing
+    And Slack was called but has accepted nothing
     When Slack is back
     Then Slack receives "User <id> created" on channel "#user"
     And the notification is listed as "sent"

@@ -347,16 +347,18 @@ pub struct FakeSlack {
 #[derive(Default)]
 struct SlackState {
     down: AtomicBool,
-    accepted: Mutex<Vec<Delivery>>,
-    refused: Mutex<usize>,
+    /// Every request, in order, whether it was accepted or not.
+    attempts: Mutex<Vec<Delivery>>,
 }
 
-/// One message the fake accepted.
+/// One request the fake received.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub body: Value,
     /// The `x-flotilla-message-id` header.
     pub message_id: String,
+    /// False when the fake was down and answered 503.
+    pub accepted: bool,
 }
 
 impl FakeSlack {
@@ -377,13 +379,16 @@ impl FakeSlack {
         self.state.down.store(down, Ordering::SeqCst);
     }
 
+    /// The requests it accepted.
     pub fn accepted(&self) -> Vec<Delivery> {
-        self.state.accepted.lock().unwrap().clone()
+        let attempts = self.state.attempts.lock().unwrap();
+        attempts.iter().filter(|d| d.accepted).cloned().collect()
     }
 
-    /// Requests answered 503 while down.
+    /// How many requests it answered 503 while down.
     pub fn refused(&self) -> usize {
-        *self.state.refused.lock().unwrap()
+        let attempts = self.state.attempts.lock().unwrap();
+        attempts.iter().filter(|d| !d.accepted).count()
     }
 
     /// Waits until at least `n` messages were accepted, or panics.
@@ -409,19 +414,20 @@ async fn receive(
     headers: HeaderMap,
     axum::Json(body): axum::Json<Value>,
 ) -> StatusCode {
-    if state.down.load(Ordering::SeqCst) {
-        *state.refused.lock().unwrap() += 1;
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
+    let accepted = !state.down.load(Ordering::SeqCst);
     let message_id = headers
         .get("x-flotilla-message-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    state
-        .accepted
-        .lock()
-        .unwrap()
-        .push(Delivery { body, message_id });
-    StatusCode::OK
+    state.attempts.lock().unwrap().push(Delivery {
+        body,
+        message_id,
+        accepted,
+    });
+    if accepted {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }

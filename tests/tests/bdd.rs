@@ -130,8 +130,9 @@ async fn slack_count(world: &mut Flotilla, n: usize) {
     assert_eq!(world.app().slack.accepted().len(), n);
 }
 
-#[then("Slack has received nothing")]
+#[then("Slack was called but has accepted nothing")]
 async fn slack_nothing(world: &mut Flotilla) {
+    assert!(world.app().slack.refused() >= 1, "no attempt reached Slack");
     assert!(world.app().slack.accepted().is_empty());
 }
 
@@ -437,7 +438,10 @@ async fn leaderboard(world: &mut Flotilla, first: String, second: String) {
 
 #[tokio::main]
 async fn main() {
+    // A step that matches no definition fails the run instead of being
+    // skipped in silence.
     Flotilla::cucumber()
+        .fail_on_skipped()
         .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/features"))
         .await;
 }

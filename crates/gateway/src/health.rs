@@ -76,8 +76,49 @@ async fn check(client: &Client, instance: &Instance, path: &str, timeout: Durati
     matches!(answered, Ok(Some(()))).then(|| started.elapsed().as_millis() as u64)
 }
 
-/// `{"status":"pass","services":{"users":{"status":"pass","time":3,"response":"pong",
-/// "instances":[...]}}}`, 503 and `"fail"` when a service has no instance that answers.
+/// What an instance said to `GET <health path>`: whether it passes, and its
+/// own report when it gave one in JSON (`status`, `response`, `checks`).
+struct Answer {
+    url: String,
+    passed: bool,
+    time: u64,
+    report: Option<Value>,
+}
+
+/// GETs `path` on the instance for the aggregate: a 2xx whose JSON body
+/// does not say `"status": "fail"` passes.
+async fn ask(client: &Client, instance: &Instance, path: &str, timeout: Duration) -> Answer {
+    let started = Instant::now();
+    let answered = tokio::time::timeout(timeout, async {
+        let request = Request::get(format!("{}{path}", instance.url))
+            .header(http::header::USER_AGENT, "flotilla-health")
+            .body(reply::full(Bytes::new()))
+            .ok()?;
+        let response = client.request(request).await.ok()?;
+        let ok = response.status().is_success();
+        let body = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        Some((ok, serde_json::from_slice::<Value>(&body).ok()))
+    })
+    .await;
+    let (ok, report) = answered.ok().flatten().unwrap_or((false, None));
+    let said_fail = report.as_ref().is_some_and(|r| r["status"] == "fail");
+    Answer {
+        url: instance.url.clone(),
+        passed: ok && !said_fail,
+        time: started.elapsed().as_millis() as u64,
+        report: report.filter(Value::is_object),
+    }
+}
+
+/// Every service as its instances report it: `{"status":"pass","services":
+/// {"users":{"status":"pass","time":3,"response":"pong","checks":{...},
+/// "instances":[{"url","status","time","response","checks"}]}}}`. A
+/// service passes while one of its instances does, and shows what its
+/// fastest passing instance said; 503 and `"fail"` when a service has none.
 pub(crate) async fn aggregate(table: &RouteTable) -> http::Response<Body> {
     let mut pools: Vec<Arc<Pool>> = Vec::new();
     for route in &table.routes {
@@ -85,7 +126,7 @@ pub(crate) async fn aggregate(table: &RouteTable) -> http::Response<Body> {
             pools.push(route.pool.clone());
         }
     }
-    let mut checks = JoinSet::new();
+    let mut asked = JoinSet::new();
     for (p, pool) in pools.iter().enumerate() {
         let config = pool.config.load_full();
         let path = if config.health.path.is_empty() {
@@ -96,41 +137,52 @@ pub(crate) async fn aggregate(table: &RouteTable) -> http::Response<Body> {
         let timeout = Duration::from_millis(config.health.timeout_ms.max(1000));
         for instance in pool.instances().iter().cloned() {
             let (client, path) = (pool.client(), path.clone());
-            checks.spawn(async move {
-                let started = Instant::now();
-                let passed = check(&client, &instance, &path, timeout).await;
-                (
-                    p,
-                    instance.url.clone(),
-                    passed,
-                    started.elapsed().as_millis() as u64,
-                )
-            });
+            asked.spawn(async move { (p, ask(&client, &instance, &path, timeout).await) });
         }
     }
-    let mut results: Vec<Vec<(String, Option<u64>, u64)>> = vec![Vec::new(); pools.len()];
-    while let Some(Ok((p, url, passed, elapsed))) = checks.join_next().await {
-        results[p].push((url, passed, elapsed));
+    let mut answers: Vec<Vec<Answer>> = pools.iter().map(|_| Vec::new()).collect();
+    while let Some(Ok((p, answer))) = asked.join_next().await {
+        answers[p].push(answer);
     }
 
     let mut all_pass = true;
     let mut services = Map::new();
-    for (pool, mut checked) in pools.iter().zip(results) {
-        checked.sort();
-        let fastest = checked.iter().filter_map(|c| c.1).min();
+    for (pool, mut answers) in pools.iter().zip(answers) {
+        answers.sort_by(|a, b| a.url.cmp(&b.url));
+        let fastest = answers
+            .iter()
+            .filter(|a| a.passed)
+            .min_by_key(|a| a.time);
         all_pass &= fastest.is_some();
+        let relayed = |answer: &Answer, entry: &mut Value| {
+            if let Some(report) = &answer.report {
+                for field in ["response", "checks"] {
+                    if let Some(value) = report.get(field) {
+                        entry[field] = value.clone();
+                    }
+                }
+            }
+        };
+        let instances: Vec<Value> = answers
+            .iter()
+            .map(|answer| {
+                let mut entry = json!({
+                    "url": answer.url,
+                    "status": if answer.passed { "pass" } else { "fail" },
+                    "time": answer.time,
+                });
+                relayed(answer, &mut entry);
+                entry
+            })
+            .collect();
         let mut entry = json!({
             "status": if fastest.is_some() { "pass" } else { "fail" },
-            "time": fastest.unwrap_or_else(|| checked.iter().map(|c| c.2).max().unwrap_or(0)),
-            "instances": checked.iter().map(|(url, passed, elapsed)| json!({
-                "url": url,
-                "status": if passed.is_some() { "pass" } else { "fail" },
-                "time": elapsed,
-            })).collect::<Vec<_>>(),
+            "time": fastest.map_or_else(|| answers.iter().map(|a| a.time).max().unwrap_or(0), |a| a.time),
         });
-        if fastest.is_some() {
-            entry["response"] = Value::from("pong");
+        if let Some(answer) = fastest {
+            relayed(answer, &mut entry);
         }
+        entry["instances"] = Value::from(instances);
         services.insert(pool.service.clone(), entry);
     }
     let code = if all_pass {

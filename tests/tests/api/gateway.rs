@@ -12,10 +12,12 @@ async fn health_aggregates_every_service_with_pong_and_time() {
     assert_eq!(response.status(), 200);
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "pass");
-    for service in ["users", "notifications"] {
+    for service in ["users", "notifications", "motus", "score"] {
         let entry = &health["services"][service];
         assert_eq!(entry["status"], "pass", "{service}");
         assert_eq!(entry["response"], "pong", "{service}");
+        // Relayed from the service's own report, with its checks.
+        assert_eq!(entry["checks"]["database"]["status"], "pass", "{service}");
         assert!(entry["time"].is_u64(), "{service}");
         assert_eq!(entry["instances"].as_array().unwrap().len(), 1);
     }

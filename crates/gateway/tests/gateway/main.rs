@@ -3,6 +3,7 @@
 mod balancing;
 mod discovery;
 mod edge;
+mod health;
 mod resilience;
 mod support;
 mod tokens;

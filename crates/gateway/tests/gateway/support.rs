@@ -36,6 +36,8 @@ pub struct UpstreamState {
     /// Answer 500 to everything but /health.
     pub failing: AtomicBool,
     pub delay_ms: AtomicU64,
+    /// The JSON body /health answers with, if any.
+    pub report: std::sync::Mutex<Option<serde_json::Value>>,
 }
 
 impl Upstream {
@@ -112,11 +114,15 @@ async fn hit(State(state): State<Arc<UpstreamState>>) -> impl IntoResponse {
     (StatusCode::OK, state.name.clone())
 }
 
-async fn health(State(state): State<Arc<UpstreamState>>) -> StatusCode {
-    if state.unhealthy.load(Ordering::SeqCst) {
+async fn health(State(state): State<Arc<UpstreamState>>) -> axum::response::Response {
+    let status = if state.unhealthy.load(Ordering::SeqCst) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
+    };
+    match state.report.lock().unwrap().clone() {
+        Some(report) => (status, axum::Json(report)).into_response(),
+        None => status.into_response(),
     }
 }
 
