@@ -153,9 +153,9 @@ impl Consume for CollectBatch {
                 ),
             },
             Staged::Counted { last: true } => {
-                let stored_at = flotilla_kit::timestamp();
-                self.store
-                    .save_batch(tx, &item.batch_id, item.total, &stored_at)
+                let stored_at = self
+                    .store
+                    .save_batch(tx, &item.batch_id, item.total, &flotilla_kit::timestamp())
                     .await?;
                 Outcome::Done {
                     size: item.total,

@@ -3,7 +3,7 @@
 //! are always staged in SQL, in the consumer's transaction with its inbox;
 //! a batch is written to Redis whole, in one MULTI/EXEC, by the transaction
 //! that handles its last item, and writing it again after a redelivery
-//! writes the same thing.
+//! writes the same thing (under the time it was first stored at).
 
 use redis::AsyncCommands;
 use sqlx::{AnyConnection, AnyPool};
@@ -222,19 +222,24 @@ impl Store {
     }
 
     /// Stores the staged items of batch `id` as one batch and clears them.
+    /// Stores the staged items of batch `id` as the batch, stored at
+    /// `stored_at`; the time it is stored at, which on Redis is the first
+    /// one if the batch was written there before (by a transaction whose SQL
+    /// side did not commit).
     pub async fn save_batch(
         &self,
         tx: &mut AnyConnection,
         id: &str,
         size: u32,
         stored_at: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<String, StoreError> {
+        let mut stored_at = stored_at.to_owned();
         match self {
             Store::Sql(_) => {
                 sqlx::query("INSERT INTO batches (id, size, stored_at) VALUES ($1, $2, $3)")
                     .bind(id)
                     .bind(i64::from(size))
-                    .bind(stored_at)
+                    .bind(&stored_at)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(
@@ -246,6 +251,11 @@ impl Store {
                 .await?;
             }
             Store::Redis { redis, prefix, .. } => {
+                // Written before: the same batch again, under its first time,
+                // so that it is listed once.
+                if let Some(earlier) = self.batch(id).await? {
+                    stored_at = earlier.stored_at;
+                }
                 let items: Vec<(String, String)> =
                     sqlx::query_as("SELECT key, value FROM batch_staging WHERE batch_id = $1")
                         .bind(id)
@@ -278,7 +288,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        Ok(())
+        Ok(stored_at)
     }
 
     /// A stored batch, without its items.

@@ -170,3 +170,59 @@ async fn limits_are_422_problems_naming_the_field() {
     let list: Value = app.get("/batches").await.json().await.unwrap();
     assert_eq!(list["items"], json!([]), "nothing stored");
 }
+
+/// The batch list on the Redis store after the transaction that stored a
+/// batch in Redis failed to commit its SQL side (a crash between the two),
+/// so that its last item is handled again.
+#[tokio::test]
+async fn on_redis_a_last_item_handled_again_lists_its_batch_once() {
+    let Ok(url) = std::env::var("FLOTILLA_TEST_REDIS_URL") else {
+        eprintln!("skipped: set FLOTILLA_TEST_REDIS_URL to run the kv store on Redis");
+        return;
+    };
+    let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+    let shared = flotilla_kit::Shared {
+        redis: Some(url),
+        ..Default::default()
+    };
+    let mut app = TestService::start_with::<Kv>(&["--kv-redis-prefix", &prefix], shared).await;
+    for index in 0..3 {
+        app.deliver_json("kv.batch", "kv.batch.v1", &item("b1", index, 3))
+            .await;
+    }
+    let first = app.published_json("kv.batch.reply").await;
+    // Back to where a crash after the Redis write would leave SQL: the last
+    // item neither counted nor staged, the others staged.
+    let db = app.db();
+    sqlx::query("UPDATE batch_progress SET received = 2 WHERE batch_id = 'b1'")
+        .execute(db)
+        .await
+        .unwrap();
+    for index in 0..2 {
+        sqlx::query(
+            "INSERT INTO batch_staging (batch_id, idx, key, value) VALUES ('b1', $1, $2, $3)",
+        )
+        .bind(index)
+        .bind(format!("k{index}"))
+        .bind(format!("v{index}"))
+        .execute(db)
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.deliver_json("kv.batch", "kv.batch.v1", &item("b1", 2, 3))
+        .await;
+    let again = app.published_json("kv.batch.reply").await;
+    assert_eq!(
+        again["outcome"]["stored_at"], first["outcome"]["stored_at"],
+        "the batch as first stored"
+    );
+    let list: Value = app.get("/batches").await.json().await.unwrap();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b1"], "listed once: {list}");
+}
