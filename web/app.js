@@ -1,6 +1,8 @@
 // flotilla web console: calls the gateway's JSON API, keeps the kv live feed
-// open over a websocket, and renders the four panels of index.html.
+// open over a websocket, and renders the panels of index.html (the Motus
+// game is in motus.js).
 
+import * as motus from './motus.js';
 import * as signin from './signin.js';
 
 const $ = (id) => document.getElementById(id);
@@ -331,7 +333,7 @@ async function loadServices() {
 
 // ---- Who is signed in: this tab's tokens from the code flow (signin.js),
 // or else the auth service's session cookie. Not signed in (401), the
-// header keeps its sign-in and sign-up links.
+// header keeps its sign-in and sign-up links. Answers the name, if any.
 
 async function loadAccount() {
   if (location.pathname === '/callback') {
@@ -357,6 +359,7 @@ async function loadAccount() {
   const signOut = h('a', { href: signin.signOutUrl() }, 'Sign out');
   signOut.addEventListener('click', signin.forget);
   $('account').replaceChildren('Signed in as ', h('strong', {}, name), ' · ', signOut);
+  return name;
 }
 
 // "Sign in" starts the code flow where the page can (a secure context);
@@ -381,7 +384,8 @@ setInterval(() => document.hidden || loadHealth(), HEALTH_EVERY_MS);
 document.addEventListener('visibilitychange', () => document.hidden || loadHealth());
 
 connectFeed();
-loadAccount();
+// Motus starts once a sign-in coming back on /callback has kept its tokens.
+loadAccount().then((name) => motus.start({ api, h, signedIn: Boolean(name) }));
 loadHealth();
 loadServices();
 loadBatches();

@@ -92,18 +92,23 @@ export async function completeSignIn() {
 
 const stored = () => JSON.parse(sessionStorage.getItem(TOKENS) ?? 'null');
 
+let refreshing = null; // the refresh under way: calls meanwhile share it
+
 // The current access token, refreshed (the refresh token rotates) when it
-// is about to expire; null when signed out or the refresh is refused.
+// is about to expire; null when signed out or the refresh is refused. One
+// refresh at a time: a rotated refresh token used twice revokes them all.
 export async function accessToken() {
   const tokens = stored();
   if (!tokens) return null;
   if (tokens.expires - Date.now() > 30_000) return tokens.access;
-  try {
-    return keep(await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens.refresh }), tokens).access;
-  } catch {
-    sessionStorage.removeItem(TOKENS);
-    return null;
-  }
+  refreshing ??= tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens.refresh })
+    .then((body) => keep(body, tokens).access)
+    .catch(() => {
+      sessionStorage.removeItem(TOKENS);
+      return null;
+    })
+    .finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 // Who is signed in through this tab's tokens: the ID token's claims.

@@ -13,6 +13,8 @@ const unique = (prefix) => `${prefix}-${Date.now().toString(36)}-${Math.random()
 let browser;
 let page;
 const problems = []; // console errors and uncaught page errors
+const requests = []; // "METHOD /path" of every request the page made
+const motus = {}; // what the Motus steps share as they go
 
 before(async () => {
   if (skip) return;
@@ -24,15 +26,18 @@ before(async () => {
   page.setDefaultTimeout(15_000);
   page.on('console', (message) => {
     // The browser logs every HTTP error status; a 503 from /health is an answer the page
-    // shows, a 401 from /auth/session means nobody is signed in, and a 404 from
-    // /users/me that the profile is still on its way.
+    // shows, a 401 from /auth/session means nobody is signed in, a 404 from
+    // /users/me that the profile is still on its way, and a 422 from a Motus guess
+    // that the server refused it (the page shows why).
     const url = message.location().url;
     const expected = (url.endsWith('/health') && message.text().includes('503'))
       || (url.endsWith('/auth/session') && message.text().includes('401'))
-      || (url.endsWith('/users/me') && message.text().includes('404'));
+      || (url.endsWith('/users/me') && message.text().includes('404'))
+      || (url.endsWith('/motus/today/guesses') && message.text().includes('422'));
     if (message.type() === 'error' && !expected) problems.push(`console: ${message.text()}`);
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('request', (request) => requests.push(`${request.method()} ${new URL(request.url()).pathname}`));
   await page.goto(`${base}/`);
 });
 
@@ -63,6 +68,50 @@ async function waitForText(selector, expected) {
   }
 }
 
+// GETs `path` in the page with the access token it holds, as the console does.
+function signedInGet(path) {
+  return page.evaluate(async (url) => {
+    const { access } = JSON.parse(sessionStorage.getItem('flotilla.tokens'));
+    const res = await fetch(url, { headers: { authorization: `Bearer ${access}` } });
+    return { status: res.status, body: await res.json() };
+  }, path);
+}
+
+// Presses Tab until `selector` has the focus, as a person with a keyboard would.
+async function tabTo(selector, limit = 60) {
+  for (let i = 0; i < limit; i += 1) {
+    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
+    await page.keyboard.press('Tab');
+  }
+  assert.fail(`Tab never reached ${selector}`);
+}
+
+const guessesSent = () => requests.filter((r) => r === 'POST /motus/today/guesses').length;
+const playedRows = () => page.locator('#motus-grid li.played').count();
+
+// Types a word on the physical keyboard with the board focused, and plays it with Enter.
+async function typeGuess(word) {
+  await tabTo('#motus-board');
+  await page.keyboard.type(word);
+  await page.keyboard.press('Enter');
+}
+
+// Erases the row being typed with Backspace (on the board or an on-screen key).
+async function eraseGuess() {
+  for (let i = 0; i < motus.game.length; i += 1) await page.keyboard.press('Backspace');
+  assert.equal(await page.locator('#motus-current .tile[data-state="typed"]').count(), 0, 'the row is erased');
+}
+
+// Waits for a refusal to show `reason` on the shaken row, and checks that nothing was counted.
+async function checkRefused(reason) {
+  await waitForText('#motus-message', reason);
+  assert.equal(await page.getAttribute('#motus-message', 'aria-live'), 'assertive', 'the reason is announced');
+  assert.equal(await page.locator('#motus-current[data-refused]').count(), 1, 'the row being typed is shaken');
+  assert.equal(await playedRows(), 0, 'no attempt is shown');
+  const { body } = await signedInGet('/motus/today');
+  assert.deepEqual(body.attempts, [], 'the guess did not count');
+}
+
 // Submits a roundtrip with `submit` and checks it comes back on the feed as this page's own.
 async function roundtrip(submit) {
   const key = unique('ui-key');
@@ -88,6 +137,13 @@ step('the page opens and its live feed connects', async () => {
   assert.equal(await page.title(), 'flotilla console');
   await page.waitForFunction(() => document.getElementById('ws-state')?.textContent === 'connected');
   assert.equal(await page.locator('#alert').isHidden(), true, 'no alert is shown');
+});
+
+step('the Motus panel asks to sign in, and calls nothing, when nobody is signed in', async () => {
+  await page.locator('#motus-signin').waitFor();
+  assert.equal(await page.locator('#motus-game').isHidden(), true, 'no game is shown');
+  await page.locator('#motus-signin a[href^="/auth/login"]', { hasText: 'Sign in' }).waitFor();
+  assert.deepEqual(requests.filter((r) => /\/(motus|score)\//.test(r)), [], 'no Motus or score call was made');
 });
 
 step('a roundtrip comes back on the feed, marked as this page\'s own', async () => {
@@ -147,7 +203,7 @@ step('each service links to its docs and OpenAPI document', async () => {
   await page.locator(`#gateway-links a[href="${index.metrics}"]`).waitFor();
 });
 
-step('a person signs up, signs in through the code flow from the keyboard, sees their name and signs out', async () => {
+step('a person signs up, signs in through the code flow from the keyboard and sees their name', async () => {
   const email = `${unique('ada')}@example.com`;
   await page.click('#account >> text=Sign up');
   await page.fill('#name', 'Ada Browser');
@@ -179,13 +235,147 @@ step('a person signs up, signs in through the code flow from the keyboard, sees 
   });
   assert.equal(me.status, 200, JSON.stringify(me));
   assert.equal(me.body.email, email);
+});
 
+step('signed in, the Motus panel shows today\'s grid with its first letter, and a keyboard', async () => {
+  const { status, body: game } = await signedInGet('/motus/today');
+  assert.equal(status, 200, JSON.stringify(game));
+  assert.equal(game.status, 'playing', 'a new player has not played today');
+  motus.game = game;
+  const words = await signedInGet(`/motus/words?length=${game.length}&first=${game.first_letter}`);
+  assert.equal(words.status, 200);
+  motus.words = words.body.words;
+  assert.ok(motus.words.length >= game.max_attempts, `enough words to play: ${motus.words.length}`);
+
+  await page.locator('#motus-game[data-words="checked here"]').waitFor();
+  assert.equal(await page.locator('#motus-grid > li').count(), game.max_attempts, 'a row per attempt');
+  for (const row of await page.locator('#motus-grid > li').all()) {
+    assert.equal(await row.locator('.tile').count(), game.length, 'a tile per letter');
+  }
+  const first = page.locator('#motus-current .tile').first();
+  assert.equal(await first.innerText(), game.first_letter, 'the first letter is shown');
+  assert.match(await first.getAttribute('aria-label'), /first letter/);
+  assert.equal(await page.locator('#motus-keys button[data-key]').count(), 28, '26 letters, Enter and erase');
+});
+
+step('Motus: a guess refused before it is sent shakes with its reason and does not count', async () => {
+  const sent = guessesSent();
+  // Too short.
+  await typeGuess(motus.game.first_letter + motus.words[0][1]);
+  await checkRefused(`the word has ${motus.game.length} letters`);
+  await eraseGuess();
+  // Not in the list of words.
+  const letters = 'QXZWKJ';
+  const nonWord = Array.from({ length: motus.game.length }, (_, i) => (i ? letters[i % letters.length] : motus.game.first_letter)).join('');
+  assert.ok(!motus.words.includes(nonWord), `${nonWord} is not a word`);
+  await typeGuess(nonWord);
+  await checkRefused('not in the list');
+  assert.equal(guessesSent(), sent, 'nothing was sent');
+  await eraseGuess();
+
+  // The on-screen keys work from the keyboard: Enter presses the focused key.
+  await tabTo('#motus-keys button[data-key="Q"]');
+  await page.keyboard.press('Enter');
+  const typed = motus.game.first_letter === 'Q' ? 'Q' : `${motus.game.first_letter}Q`;
+  assert.equal((await page.locator('#motus-current .tile[data-state="typed"]').allInnerTexts()).join(''), typed);
+  await tabTo('#motus-keys button[data-key="Backspace"]');
+  await page.keyboard.press(' ');
+  assert.equal(await page.locator('#motus-current .tile[data-state="typed"]').count(), typed.length - 1, 'the erase key erases');
+  await eraseGuess();
+  assert.equal(guessesSent(), sent, 'the on-screen keys sent nothing');
+});
+
+step('Motus: a guess the server refuses (422) shakes with its reason and does not count', async () => {
+  // The page checks guesses against /motus/words: a list that has one more word lets it send that one.
+  const fake = `${motus.game.first_letter}${'QZXWKJQZX'.slice(0, motus.game.length - 1)}`;
+  assert.ok(!motus.words.includes(fake));
+  const list = (url) => url.pathname === '/motus/words';
+  await page.route(list, async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    await route.fulfill({ response, json: { words: [...body.words, fake] } });
+  });
+  try {
+    await page.reload();
+    await page.locator('#motus-game[data-words="checked here"]').waitFor();
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/motus/today/guesses') && r.request().method() === 'POST'),
+      typeGuess(fake),
+    ]);
+    assert.equal(response.status(), 422);
+    await checkRefused('not in the list');
+  } finally {
+    await page.unroute(list);
+  }
+  await page.reload();
+  await page.locator('#motus-game[data-words="checked here"]').waitFor();
+});
+
+step('Motus: a game is played to its end from the keyboard alone', async () => {
+  const pool = [...motus.words];
+  for (let attempt = 1; attempt <= motus.game.max_attempts; attempt += 1) {
+    const word = pool.splice(Math.floor(Math.random() * pool.length), 1)[0];
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/motus/today/guesses') && r.request().method() === 'POST'),
+      typeGuess(word),
+    ]);
+    assert.equal(response.status(), 200, `${word}: ${await response.text()}`);
+    const game = await response.json();
+    assert.equal(game.attempts.length, attempt);
+    const row = page.locator('#motus-grid li.played').nth(attempt - 1);
+    await row.waitFor();
+    const tiles = row.locator('.tile');
+    assert.equal((await tiles.allInnerTexts()).join(''), word, 'the row shows the guess');
+    const labels = await tiles.evaluateAll((els) => els.map((el) => `${el.getAttribute('aria-label')}|${el.dataset.mark}`));
+    labels.forEach((label, i) => {
+      const mark = game.attempts[attempt - 1].feedback[i];
+      const words = { correct: 'right place', present: 'elsewhere', absent: 'not in the word' }[mark];
+      assert.equal(label, `${word[i]}, ${words}|${mark}`, 'each tile says its mark in words');
+    });
+    if (game.status !== 'playing') break;
+  }
+  const { body: game } = await signedInGet('/motus/today');
+  assert.notEqual(game.status, 'playing', 'the game is over');
+  assert.ok(game.answer, 'the answer is given once the game is over');
+  motus.game = game;
+});
+
+step('Motus: the end panel shows the answer, the player\'s statistics and the leaderboards', async () => {
+  await page.locator('#motus-end').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'motus-end-title', 'the result has the focus');
+  await waitForText('#motus-answer', motus.game.answer);
+  await waitForText('#motus-end-title', motus.game.status === 'won' ? 'Found' : 'Not found');
+  // The score service counts the game when it hears of it on the bus: the page waits for it.
+  await page.waitForFunction(() => Number(document.getElementById('motus-stats')?.dataset.games) >= 1, null, { timeout: 30_000 });
+  const stats = await text('#motus-stats');
+  assert.ok(Number(stats.match(/Games\s+(\d+)/)?.[1]) >= 1, `the statistics count the game: ${stats}`);
+  assert.match(stats, /Win rate/);
+  assert.match(stats, /Best streak/);
+  assert.equal(await page.locator('#motus-dist li').count(), 6, 'wins by 1 to 6 attempts');
+  for (const table of ['#motus-day', '#motus-all']) {
+    const mine = page.locator(`${table} tr.mine`);
+    await mine.waitFor();
+    const line = await mine.innerText();
+    assert.ok(line.includes('Ada Browser'), `${table} lists the player: ${line}`);
+    assert.match(line, /you/, `${table} marks the player's own line`);
+  }
+  const { body: me } = await signedInGet('/score/me');
+  assert.ok(me.games >= 1, JSON.stringify(me));
+
+  await page.setViewportSize({ width: 375, height: 800 });
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, `the page with the end of a game is ${width} px wide`);
+  await page.setViewportSize({ width: 1280, height: 720 });
+});
+
+step('the person signs out', async () => {
   await page.click('#account >> text=Sign out');
   await page.waitForURL(/\/auth\/end_session\?/);
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/`);
   await page.locator('#account >> text=Sign in').waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('flotilla.tokens')), null);
+  await page.locator('#motus-signin').waitFor();
 });
 
 step('the page fits a 375 px wide screen', async () => {

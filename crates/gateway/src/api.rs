@@ -38,6 +38,9 @@ pub(crate) async fn handle(
         (&Method::GET, "/_flotilla/ui/signin.js") => {
             asset(SIGNIN_JS, "text/javascript; charset=utf-8")
         }
+        (&Method::GET, "/_flotilla/ui/motus.js") => {
+            asset(MOTUS_JS, "text/javascript; charset=utf-8")
+        }
         (&Method::GET, "/_flotilla/ui/style.css") => asset(STYLE_CSS, "text/css; charset=utf-8"),
         (&Method::GET, REGISTRY) => reply::json(StatusCode::OK, &registrations(gateway)),
         (&Method::POST, REGISTRY) => register(gateway, req, peer).await,
@@ -55,6 +58,7 @@ pub(crate) async fn handle(
 const INDEX_HTML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/index.html"));
 const APP_JS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/app.js"));
 const SIGNIN_JS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/signin.js"));
+const MOTUS_JS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/motus.js"));
 const STYLE_CSS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/style.css"));
 
 /// `GET /` (and `/callback`, where sign-in comes back to): the web UI.
