@@ -391,6 +391,16 @@ impl FakeSlack {
         attempts.iter().filter(|d| !d.accepted).count()
     }
 
+    /// The accepted messages once `n` arrived and no other came within
+    /// `quiet` after them: a late duplicate would show.
+    pub async fn settled(&self, n: usize, quiet: Duration) -> Vec<Delivery> {
+        self.wait_for(n, Duration::from_secs(10)).await;
+        tokio::time::sleep(quiet).await;
+        let accepted = self.accepted();
+        assert_eq!(accepted.len(), n, "Slack got more than {n}: {accepted:?}");
+        accepted
+    }
+
     /// Waits until at least `n` messages were accepted, or panics.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
         let deadline = Instant::now() + timeout;

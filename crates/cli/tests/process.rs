@@ -474,6 +474,37 @@ async fn killing_a_service_process_under_load_fails_no_get_and_loses_no_post() {
     assert!(users_pids().is_empty(), "instances outlived the stack");
 }
 
+/// `flotilla up` on the embedded defaults, sending to `webhook`, trusting
+/// the certificates of `ca` (PEM) or else only the system's.
+async fn up_for_webhook(data: &std::path::Path, webhook: &str, ca: Option<&str>) -> Up {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    command
+        .args(["up", "--port", "0", "--data"])
+        .arg(data)
+        .env("FLOTILLA_SLACK_WEBHOOK_URL", webhook)
+        .env("FLOTILLA_SLACK_RETRY_BASE_MS", "50")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("FLOTILLA_DB")
+        .env_remove("FLOTILLA_BUS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(ca) = ca {
+        command.env("SSL_CERT_FILE", ca);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("the table");
+        if let Some(rest) = line.strip_prefix("gateway") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Up { child, url }
+}
+
 #[tokio::test]
 async fn notifications_reach_an_https_webhook_that_verifies() {
     // The webhook is HTTPS: a TLS gateway (a certificate signed by a test CA)
@@ -501,27 +532,41 @@ async fn notifications_reach_an_https_webhook_that_verifies() {
     let port = tls.url.rsplit(':').next().unwrap().to_owned();
     let webhook = format!("https://localhost:{port}/hook");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    command
-        .args(["up", "--port", "0", "--data"])
-        .arg(dir.path().join("data"))
-        .env("FLOTILLA_SLACK_WEBHOOK_URL", &webhook)
-        .env("SSL_CERT_FILE", format!("{fixtures}/ca.crt"))
-        .env_remove("FLOTILLA_DB")
-        .env_remove("FLOTILLA_BUS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next_line().await.unwrap().expect("the table");
-        if let Some(rest) = line.strip_prefix("gateway") {
-            break rest.split_whitespace().next().unwrap().to_owned();
+    // A stack that trusts only the system's roots refuses the test CA's
+    // certificate: the message stays pending with the error recorded.
+    let untrusting = up_for_webhook(&dir.path().join("untrusting"), &webhook, None).await;
+    let client = reqwest::Client::new();
+    create_user(&client, &untrusting.url, "untrusted@example.com").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = get_json(
+            &client,
+            &format!("{}/notifications/messages", untrusting.url),
+        )
+        .await;
+        let refused = list["items"].as_array().into_iter().flatten().any(|m| {
+            m["status"] == "pending"
+                && m["attempts"].as_i64() >= Some(1)
+                && m["last_error"].as_str().is_some_and(|e| !e.is_empty())
+        });
+        if refused {
+            break;
         }
-    };
-    let stack = Up { child, url };
-    let user = create_user(&reqwest::Client::new(), &stack.url, "tls@example.com").await;
+        assert!(
+            Instant::now() < deadline,
+            "no refused attempt recorded: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        slack.accepted.lock().unwrap().is_empty(),
+        "an untrusted certificate was accepted"
+    );
+    assert!(untrusting.terminate().await.success());
+
+    let ca = format!("{fixtures}/ca.crt");
+    let stack = up_for_webhook(&dir.path().join("data"), &webhook, Some(&ca)).await;
+    let user = create_user(&client, &stack.url, "tls@example.com").await;
     let expected = format!("User {} created", user["id"].as_str().unwrap());
     let deadline = Instant::now() + WAIT;
     while !slack.accepted.lock().unwrap().contains(&expected) {

@@ -14,7 +14,7 @@ async fn creating_a_user_sends_the_seed_message_to_slack() {
     let user = app.create_user("foo", "foo@example.com").await;
     let id = user["id"].as_str().unwrap();
 
-    let accepted = app.slack.wait_for(1, WAIT).await;
+    let accepted = app.slack.settled(1, Duration::from_millis(500)).await;
     assert_eq!(
         accepted[0].body,
         json!({"channel": "#user", "text": format!("User {id} created")})
