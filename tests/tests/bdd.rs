@@ -128,7 +128,11 @@ async fn slack_receives(world: &mut Flotilla, text: String, channel: String) {
 #[then(expr = "Slack received exactly {int} message(s)")]
 async fn slack_count(world: &mut Flotilla, n: usize) {
     // Long enough for a retry or a second sender to deliver a duplicate.
-    world.app().slack.settled(n, Duration::from_millis(500)).await;
+    world
+        .app()
+        .slack
+        .settled(n, Duration::from_millis(500))
+        .await;
 }
 
 #[then("Slack was called but has accepted nothing")]

@@ -135,8 +135,8 @@ pub(crate) async fn aggregate(table: &RouteTable) -> http::Response<Body> {
             config.health.path.clone()
         };
         let timeout = Duration::from_millis(config.health.timeout_ms.max(1000));
-        for instance in pool.instances().iter().cloned() {
-            let (client, path) = (pool.client(), path.clone());
+        for instance in pool.instances().iter() {
+            let (client, path, instance) = (pool.client(), path.clone(), instance.clone());
             asked.spawn(async move { (p, ask(&client, &instance, &path, timeout).await) });
         }
     }
@@ -149,10 +149,7 @@ pub(crate) async fn aggregate(table: &RouteTable) -> http::Response<Body> {
     let mut services = Map::new();
     for (pool, mut answers) in pools.iter().zip(answers) {
         answers.sort_by(|a, b| a.url.cmp(&b.url));
-        let fastest = answers
-            .iter()
-            .filter(|a| a.passed)
-            .min_by_key(|a| a.time);
+        let fastest = answers.iter().filter(|a| a.passed).min_by_key(|a| a.time);
         all_pass &= fastest.is_some();
         let relayed = |answer: &Answer, entry: &mut Value| {
             if let Some(report) = &answer.report {
