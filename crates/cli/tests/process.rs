@@ -39,14 +39,32 @@ async fn up(data: &std::path::Path, webhook: Option<&str>) -> Up {
 }
 
 async fn up_with(data: &std::path::Path, webhook: Option<&str>, extra: &[&str]) -> Up {
+    start(
+        data,
+        webhook,
+        extra,
+        &[
+            ("FLOTILLA_SLACK_RETRY_BASE_MS", "50"),
+            ("FLOTILLA_SLACK_TIMEOUT_MS", "1000"),
+            ("FLOTILLA_BUS_ACK_WAIT_MS", "2000"),
+        ],
+    )
+    .await
+}
+
+/// `flotilla up` with `env` set and its other settings at their defaults.
+async fn start(
+    data: &std::path::Path,
+    webhook: Option<&str>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Up {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
     command
         .args(["up", "--port", "0", "--data"])
         .arg(data)
         .args(extra)
-        .env("FLOTILLA_SLACK_RETRY_BASE_MS", "50")
-        .env("FLOTILLA_SLACK_TIMEOUT_MS", "1000")
-        .env("FLOTILLA_BUS_ACK_WAIT_MS", "2000")
+        .envs(env.iter().copied())
         .env_remove("FLOTILLA_SLACK_WEBHOOK_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -154,6 +172,8 @@ async fn sigterm_exits_0_and_a_restart_keeps_the_data() {
 #[derive(Default)]
 struct Slack {
     down: Mutex<bool>,
+    /// Calls received while hanging, which never get an answer.
+    hanging: Mutex<Option<usize>>,
     accepted: Mutex<Vec<String>>,
 }
 
@@ -163,6 +183,16 @@ async fn slack_webhook(
 ) -> StatusCode {
     if *slack.down.lock().unwrap() {
         return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let hangs = slack
+        .hanging
+        .lock()
+        .unwrap()
+        .as_mut()
+        .map(|n| *n += 1)
+        .is_some();
+    if hangs {
+        std::future::pending::<()>().await;
     }
     slack
         .accepted
@@ -253,6 +283,46 @@ async fn a_crash_before_delivery_loses_no_notification_and_duplicates_none() {
         accepted, expected,
         "every notification delivered exactly once"
     );
+    assert!(second.terminate().await.success());
+}
+
+#[tokio::test]
+async fn after_a_crash_mid_call_at_the_shipped_defaults_the_notification_goes_out_within_seconds() {
+    let (slack, receiver) = slack_receiver().await;
+    *slack.hanging.lock().unwrap() = Some(0);
+    let webhook = format!("{receiver}/hook");
+    let data = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let first = start(data.path(), Some(&webhook), &[], &[]).await;
+    let user = create_user(&client, &first.url, "mid@example.com").await;
+    // The call is under way (the webhook holds it) when the process dies.
+    let deadline = Instant::now() + WAIT;
+    while *slack.hanging.lock().unwrap() == Some(0) {
+        assert!(Instant::now() < deadline, "the webhook was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.crash().await;
+    *slack.hanging.lock().unwrap() = None;
+
+    let restarted = Instant::now();
+    let second = start(data.path(), Some(&webhook), &[], &[]).await;
+    let expected = format!("User {} created", user["id"].as_str().unwrap());
+    while !slack.accepted.lock().unwrap().contains(&expected) {
+        assert!(
+            Instant::now() < restarted + WAIT,
+            "never delivered after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = restarted.elapsed();
+    // The lease of the dead sender is two seconds; the start itself takes
+    // some of the rest.
+    assert!(
+        took < Duration::from_secs(5),
+        "delivered {took:?} after the restart"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(slack.accepted.lock().unwrap().len(), 1, "sent once");
     assert!(second.terminate().await.success());
 }
 

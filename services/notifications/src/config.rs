@@ -27,8 +27,9 @@ pub struct Config {
         default_value_t = 1000
     )]
     pub retry_base_ms: u64,
-    /// How long one webhook call may take, in milliseconds. A message whose
-    /// sender died mid-call is retried after twice this.
+    /// How long one webhook call may take, in milliseconds. (A message whose
+    /// sender died mid-call is taken up again within two seconds, whatever
+    /// this is.)
     #[arg(
         long = "slack-timeout-ms",
         env = "FLOTILLA_SLACK_TIMEOUT_MS",

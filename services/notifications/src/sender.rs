@@ -19,6 +19,9 @@ use crate::store::{self, Claimed};
 const BATCH: i64 = 16;
 /// Longest idle sleep between checks for due messages.
 const IDLE: Duration = Duration::from_secs(5);
+/// How long a claimed message is held without being renewed: how soon the
+/// messages of a sender that died are sent by another (or after a restart).
+const LEASE: Duration = Duration::from_secs(2);
 
 pub struct Sender {
     pool: AnyPool,
@@ -99,21 +102,50 @@ impl Sender {
     }
 
     /// Sends one batch of due messages; true when there was any.
+    ///
+    /// A claimed message is leased for [`LEASE`], renewed while its call is
+    /// under way, so that the messages of a sender that died are taken up
+    /// again within [`LEASE`]. A sender that cannot renew its leases drops
+    /// its calls before the leases end: two senders never send one message
+    /// at once.
     async fn pass(&self) -> Result<bool, sqlx::Error> {
-        // A claimed message is held for twice the call timeout: long enough
-        // for the call, short enough to retry soon if this sender dies.
         let now = flotilla_bus::now_ms();
-        let lease_until = now + 2 * self.config.timeout_ms as i64;
-        let claimed = store::claim_due(&self.pool, now, lease_until, BATCH).await?;
+        let lease = LEASE.as_millis() as i64;
+        let claimed = store::claim_due(&self.pool, now, now + lease, BATCH).await?;
         if claimed.is_empty() {
             return Ok(false);
         }
+        let ids: Vec<String> = claimed.iter().map(|m| m.id.clone()).collect();
         let sends = claimed.into_iter().map(|message| async move {
             let outcome = self.send(&message).await;
             self.record(&message, outcome).await
         });
-        for result in futures::future::join_all(sends).await {
-            result?;
+        let renewing = async {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                let now = flotilla_bus::now_ms();
+                let renewed = tokio::time::timeout(
+                    LEASE / 3,
+                    store::renew(&self.pool, &ids, now, now + lease),
+                )
+                .await;
+                match renewed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return error,
+                    Err(_) => return sqlx::Error::PoolTimedOut,
+                }
+            }
+        };
+        tokio::select! {
+            results = futures::future::join_all(sends) => {
+                for result in results {
+                    result?;
+                }
+            }
+            error = renewing => {
+                tracing::warn!(%error, "cannot renew the leases of notifications being sent; dropping the calls");
+                return Err(error);
+            }
         }
         Ok(true)
     }

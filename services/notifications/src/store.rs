@@ -93,6 +93,29 @@ pub async fn claim_due(
     .await
 }
 
+/// Extends the leases of `ids` still held (not yet recorded) to
+/// `lease_until`.
+pub async fn renew(
+    pool: &AnyPool,
+    ids: &[String],
+    now: i64,
+    lease_until: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for id in ids {
+        sqlx::query(
+            "UPDATE messages SET lease_until = $1 \
+             WHERE id = $2 AND status = 'pending' AND lease_until > $3",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
 /// When the next pending message is due, if any.
 pub async fn next_due(pool: &AnyPool) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
