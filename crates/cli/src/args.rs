@@ -229,6 +229,10 @@ pub struct ServeArgs {
     /// For the gateway: a TOML file of routes, watched and reloaded.
     #[arg(long, value_name = "FILE", env = "FLOTILLA_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Run by `flotilla up --processes`: stop when standard input closes,
+    /// which it does when that process ends, however it ends.
+    #[arg(long, hide = true)]
+    pub supervised: bool,
     /// Worker threads; 1 runs everything on one thread. Default: one per core.
     #[arg(long, env = "FLOTILLA_THREADS")]
     pub threads: Option<usize>,

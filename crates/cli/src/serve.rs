@@ -54,10 +54,27 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     println!("{} listening on http://{addr}", args.service);
-    crate::stop_signal().await;
+    if args.supervised {
+        tokio::select! {
+            () = crate::stop_signal() => {}
+            () = supervisor_gone() => tracing::warn!("the supervising process is gone; stopping"),
+        }
+    } else {
+        crate::stop_signal().await;
+    }
     shutdown.cancel();
     let _ = tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
     Ok(())
+}
+
+/// Returns when standard input, the supervisor's pipe, is closed.
+async fn supervisor_gone() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buffer).await
+        && n > 0
+    {}
 }
 
 /// `users=http://127.0.0.1:9001` pairs, grouped by service.

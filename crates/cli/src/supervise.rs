@@ -45,7 +45,10 @@ pub fn command(args: &UpArgs, entry: &Entry, gateway: &str) -> anyhow::Result<Co
         ])
         .args(settings)
         .envs(secrets)
-        .stdin(std::process::Stdio::null())
+        // The pipe closes when this process ends, even by SIGKILL: the
+        // instance then stops rather than outlive the stack.
+        .arg("--supervised")
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
     if let Some(url) = &args.backends.public_url {
@@ -89,6 +92,8 @@ pub async fn supervise(
                 continue;
             }
         };
+        // Held open while the child lives (`wait` would close it).
+        let _pipe = child.stdin.take();
         tokio::select! {
             status = child.wait() => {
                 if started.elapsed() > Duration::from_secs(60) {

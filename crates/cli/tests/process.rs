@@ -1085,3 +1085,26 @@ async fn get_json_with(client: &reqwest::Client, url: &str, token: &str) -> Valu
         .unwrap();
     response.json().await.unwrap()
 }
+
+#[tokio::test]
+async fn the_instances_of_a_killed_stack_do_not_outlive_it() {
+    if scale_out().is_none() {
+        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let stack = up_with(data.path(), None, &["--processes"]).await;
+    let marker = data.path().to_str().unwrap().to_owned();
+    let instances = || pids(&format!("serve .*{marker}"));
+    assert!(!instances().is_empty());
+    stack.crash().await;
+    let deadline = Instant::now() + WAIT;
+    while !instances().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "instances outlived a SIGKILLed stack: {:?}",
+            instances()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
