@@ -66,13 +66,7 @@ impl Stack {
         let mut config = gateway_config(&args.backends);
         for (name, addrs) in &services {
             let urls = addrs.iter().map(|a| format!("http://{a}")).collect();
-            let balance = config.gateway.services[*name].balance;
-            config
-                .routes
-                .extend(service_routes(name, urls).map(|mut route| {
-                    route.balance = balance.unwrap_or(route.balance);
-                    route
-                }));
+            config.routes.extend(service_routes(name, urls));
         }
         let gateway_app = Gateway::new(config, None).await?;
         tasks.spawn(gateway_app.serve(gateway_listener, shutdown.clone()));

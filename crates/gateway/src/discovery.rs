@@ -84,16 +84,26 @@ impl Sources {
             .file
             .iter()
             .flat_map(|f| f.config.routes.iter().cloned());
-        let registered = self.registered.iter().flat_map(|(service, urls)| {
-            let balance = self.defaults(service).balance;
-            service_routes(service, urls.keys().cloned().collect()).map(|mut route| {
-                route.balance = balance.unwrap_or(route.balance);
-                route
-            })
-        });
-        let mut seen = std::collections::HashSet::new();
-        file.chain(self.base.routes.iter().cloned())
+        // Routes made from a service's name (`up`'s and registered ones)
+        // balance as its `[gateway.services]` entry says.
+        let registered = self
+            .registered
+            .iter()
+            .flat_map(|(service, urls)| service_routes(service, urls.keys().cloned().collect()));
+        let made = self
+            .base
+            .routes
+            .iter()
+            .cloned()
             .chain(registered)
+            .map(|mut route| {
+                if let Some(balance) = self.defaults(&route.service_name()).balance {
+                    route.balance = balance;
+                }
+                route
+            });
+        let mut seen = std::collections::HashSet::new();
+        file.chain(made)
             .filter(|r| seen.insert((r.host.clone(), r.prefix.clone())))
             .collect()
     }
