@@ -445,7 +445,15 @@ async fn leaderboard(world: &mut Flotilla, first: String, second: String) {
 async fn main() {
     // A step that matches no definition fails the run instead of being
     // skipped in silence.
+    // Each scenario starts a stack; on PostgreSQL, a few at a time stay
+    // within the server's connections (100 by default).
+    let at_once = if flotilla_tests::scale_out().is_some() {
+        4
+    } else {
+        16
+    };
     Flotilla::cucumber()
+        .max_concurrent_scenarios(at_once)
         .fail_on_skipped()
         .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/features"))
         .await;

@@ -9,6 +9,7 @@
 //! `mandatory` (no queue bound: no responders) and answered on a temporary
 //! exclusive queue.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,8 +30,11 @@ fn backend(error: impl std::fmt::Display) -> BusError {
 
 /// The RabbitMQ bus.
 pub struct AmqpBus {
-    connection: Connection,
+    connection: Arc<Connection>,
     publisher: Channel,
+    /// The channel of [`Bus::probe`], opened by the first probe; its lock
+    /// keeps one probe at a time on the wire.
+    probe: Arc<tokio::sync::Mutex<Option<Channel>>>,
     prefix: String,
     /// Queues this bus declared, for [`AmqpBus::delete_declared`].
     declared: std::sync::Mutex<Vec<String>>,
@@ -104,8 +108,9 @@ impl AmqpBus {
             .await
             .map_err(backend)?;
         Ok(Self {
-            connection,
+            connection: Arc::new(connection),
             publisher,
+            probe: Arc::default(),
             prefix: prefix.to_owned(),
             declared: std::sync::Mutex::new(Vec::new()),
         })
@@ -362,6 +367,78 @@ impl Bus for AmqpBus {
         .await;
         let _ = channel.close(200, "done".into()).await;
         answered.unwrap_or(Err(BusError::Timeout(timeout)))
+    }
+
+    /// Connected, not blocked by a resource alarm, and the broker answers a
+    /// passive declare of the events exchange on the probe's own channel (a
+    /// failed declare closes its channel, which must not be the
+    /// publisher's). The round trip catches a broker that stopped answering
+    /// without closing the connection, which the heartbeat notices late.
+    async fn probe(&self, timeout: Duration) -> Result<(), BusError> {
+        let status = self.connection.status();
+        if !status.connected() {
+            return Err(BusError::Backend(format!(
+                "not connected to RabbitMQ ({})",
+                connection_state(status)
+            )));
+        }
+        if status.blocked() {
+            return Err(BusError::Backend(
+                "RabbitMQ blocks publishing (a resource alarm)".to_owned(),
+            ));
+        }
+        let (slot, connection, exchange) =
+            (self.probe.clone(), self.connection.clone(), self.exchange());
+        let round_trip = async move {
+            let mut slot = slot.lock_owned().await;
+            // Spawned, so that a round trip this probe stops waiting for
+            // still completes: a channel being opened is kept, not leaked,
+            // and the lock is held until the broker answers, so unanswered
+            // probes do not pile up.
+            let declared = tokio::spawn(async move {
+                let channel = match slot.as_ref() {
+                    Some(open) if open.status().connected() || open.status().reconnecting() => {
+                        open.clone()
+                    }
+                    _ => {
+                        let opened = connection.create_channel().await.map_err(backend)?;
+                        slot.insert(opened).clone()
+                    }
+                };
+                let passive = ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                channel
+                    .exchange_declare(
+                        exchange,
+                        ExchangeKind::Topic,
+                        passive,
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(backend)
+            });
+            declared.await.map_err(backend)?
+        };
+        tokio::time::timeout(timeout, round_trip)
+            .await
+            .unwrap_or(Err(BusError::Timeout(timeout)))
+    }
+}
+
+/// The state of a connection that is not connected, in a word.
+fn connection_state(status: &lapin::ConnectionStatus) -> &'static str {
+    if status.reconnecting() {
+        "reconnecting"
+    } else if status.connecting() {
+        "connecting"
+    } else if status.closing() || status.closed() {
+        "closed"
+    } else if status.errored() {
+        "failed"
+    } else {
+        "not yet open"
     }
 }
 

@@ -107,6 +107,13 @@ pub trait Bus: Send + Sync + 'static {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Message, BusError>;
+
+    /// Checks now that the bus can take and deliver messages: the backend's
+    /// connection is up and the broker answers a round trip, within
+    /// `timeout` (after which it is [`BusError::Timeout`]). It changes
+    /// nothing and is cheap enough for `/health` to ask on every request;
+    /// an error's text says what is wrong, without addresses or secrets.
+    async fn probe(&self, timeout: Duration) -> Result<(), BusError>;
 }
 
 /// A stream of deliveries for one member of a consumer group.

@@ -261,6 +261,27 @@ impl Bus for NatsBus {
             },
         }
     }
+
+    /// Connected, and the stream answers an info request, which its leader
+    /// serves: what a publish needs. The round trip catches a server that
+    /// stopped answering without closing the connection (frozen,
+    /// partitioned), which the client would notice only at its next ping.
+    async fn probe(&self, timeout: Duration) -> Result<(), BusError> {
+        let state = self.client.connection_state();
+        if state != async_nats::connection::State::Connected {
+            return Err(BusError::Backend(format!(
+                "not connected to NATS ({state})"
+            )));
+        }
+        match tokio::time::timeout(timeout, self.stream.get_info()).await {
+            Err(_) => Err(BusError::Timeout(timeout)),
+            Ok(Err(error)) => Err(BusError::Backend(format!(
+                "JetStream stream {}: {error}",
+                self.config.stream
+            ))),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
 }
 
 struct NatsSource {

@@ -1,14 +1,21 @@
-//! RabbitMQ restarting under the outbox relay: every event whose
-//! transaction committed is delivered, once. This restarts the broker at
-//! FLOTILLA_TEST_AMQP_URL (with `rabbitmqctl stop_app` / `start_app`), so it
-//! runs only when FLOTILLA_TEST_AMQP_RESTART=1 says that is acceptable.
+//! RabbitMQ going away under the bus. The broker restarting under the
+//! outbox relay: every event whose transaction committed is delivered, once;
+//! this restarts the broker at FLOTILLA_TEST_AMQP_URL (with `rabbitmqctl
+//! stop_app` / `start_app`), so it runs only when FLOTILLA_TEST_AMQP_RESTART=1
+//! says that is acceptable. And the bus's probe while the broker is
+//! unreachable or does not answer, through a proxy the test cuts or freezes,
+//! which leaves the shared broker alone.
 
 mod common;
 
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
+use common::proxy::Proxy;
+use common::{PROBE_TIMEOUT, probe_until};
 use flotilla_bus::amqp::AmqpBus;
+use flotilla_bus::{Bus, BusError};
 
 fn rabbitmqctl(command: &str) {
     let status = Command::new("rabbitmqctl")
@@ -50,4 +57,77 @@ async fn a_rabbitmq_restart_while_the_relay_publishes_loses_no_committed_event()
     })
     .await;
     let _ = amqp.delete_declared().await;
+}
+
+/// A bus on the broker of FLOTILLA_TEST_AMQP_URL through a proxy of its own,
+/// or `None` (with a notice) when the variable is unset.
+async fn behind_a_proxy() -> Option<(AmqpBus, Proxy)> {
+    let Ok(url) = std::env::var("FLOTILLA_TEST_AMQP_URL") else {
+        eprintln!("skipped: set FLOTILLA_TEST_AMQP_URL to run against RabbitMQ");
+        return None;
+    };
+    // amqp://user:password@host:port/vhost: the proxy takes host:port's place.
+    let (scheme, rest) = url.split_once("://").expect("an amqp:// URL");
+    let (authority, vhost) = rest.split_once('/').unwrap_or((rest, ""));
+    let (credentials, upstream) = match authority.rsplit_once('@') {
+        Some((credentials, host)) => (format!("{credentials}@"), host),
+        None => (String::new(), authority),
+    };
+    let upstream = if upstream.contains(':') {
+        upstream.to_owned()
+    } else {
+        format!("{upstream}:5672")
+    };
+    let proxy = Proxy::start(&upstream).await;
+    let through = format!("{scheme}://{credentials}127.0.0.1:{}/{vhost}", proxy.port());
+    let prefix = format!("probe{}", uuid::Uuid::now_v7().simple());
+    let bus = AmqpBus::connect(&through, &prefix)
+        .await
+        .expect("RabbitMQ reachable through the proxy");
+    Some((bus, proxy))
+}
+
+#[tokio::test]
+async fn the_probe_fails_while_the_broker_is_unreachable_and_passes_once_it_is_back() {
+    let Some((bus, mut proxy)) = behind_a_proxy().await else {
+        return;
+    };
+    bus.probe(PROBE_TIMEOUT).await.expect("the broker is up");
+
+    proxy.cut();
+    let error = probe_until(&bus, false, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    eprintln!("with the broker unreachable: {error}");
+
+    proxy.restore().await;
+    probe_until(&bus, true, Duration::from_secs(30))
+        .await
+        .expect("the probe passes again once the connection recovered");
+    bus.delete_declared().await.unwrap();
+}
+
+/// A broker that keeps the connection open but does not answer leaves the
+/// client connected: only the probe's round trip notices it.
+#[tokio::test]
+async fn the_probe_fails_while_the_broker_does_not_answer() {
+    let Some((bus, proxy)) = behind_a_proxy().await else {
+        return;
+    };
+    bus.probe(PROBE_TIMEOUT).await.expect("the broker is up");
+
+    proxy.freeze();
+    let error = probe_until(&bus, false, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    proxy.thaw();
+    assert!(
+        matches!(error, BusError::Timeout(_)),
+        "connected, but no answer in time: {error}"
+    );
+
+    probe_until(&bus, true, Duration::from_secs(10))
+        .await
+        .expect("the probe passes again");
+    bus.delete_declared().await.unwrap();
 }

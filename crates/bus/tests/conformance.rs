@@ -1,6 +1,6 @@
 //! One suite for every `Bus` backend: the in-process bus always, NATS
-//! JetStream when FLOTILLA_TEST_NATS_URL is set (skipped with a notice
-//! otherwise).
+//! JetStream when FLOTILLA_TEST_NATS_URL is set and RabbitMQ when
+//! FLOTILLA_TEST_AMQP_URL is (skipped with a notice otherwise).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -305,6 +305,17 @@ async fn a_single_member_receives_in_publish_order(b: Backend) {
     b.finish().await;
 }
 
+/// A bus whose broker is up passes its probe, promptly.
+async fn a_working_bus_passes_its_probe(b: Backend) {
+    let started = std::time::Instant::now();
+    b.bus
+        .probe(Duration::from_secs(2))
+        .await
+        .expect("a working bus passes its probe");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    b.finish().await;
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -342,6 +353,13 @@ macro_rules! suite {
             async fn listen() {
                 if let Some(b) = Backend::$backend().await {
                     listeners_hear_every_message_live(b).await
+                }
+            }
+
+            #[tokio::test]
+            async fn probe() {
+                if let Some(b) = Backend::$backend().await {
+                    a_working_bus_passes_its_probe(b).await
                 }
             }
 
@@ -397,6 +415,34 @@ async fn the_nats_stream_keeps_messages_for_its_max_age() {
     let max_age = stream.info().await.unwrap().config.max_age;
     bus.delete_stream().await.unwrap();
     assert_eq!(max_age, Duration::from_secs(5 * 3600));
+}
+
+/// The probe asks the broker, not only the connection: with the stream it
+/// publishes to deleted, a connected NATS bus fails it.
+#[tokio::test]
+async fn the_nats_probe_fails_without_its_stream() {
+    let Some(b) = Backend::nats().await else {
+        return;
+    };
+    let nats = b.nats.as_ref().expect("a NATS backend");
+    b.bus.probe(Duration::from_secs(2)).await.unwrap();
+    nats.delete_stream().await.unwrap();
+    let error = b.bus.probe(Duration::from_secs(2)).await.unwrap_err();
+    assert!(error.to_string().contains("stream"), "{error}");
+}
+
+/// Likewise on RabbitMQ: with its exchange deleted, the bus fails its probe
+/// (and its publisher channel is left alone).
+#[tokio::test]
+async fn the_amqp_probe_fails_without_its_exchange() {
+    let Some(b) = Backend::amqp().await else {
+        return;
+    };
+    let amqp = b.amqp.as_ref().expect("a RabbitMQ backend");
+    b.bus.probe(Duration::from_secs(2)).await.unwrap();
+    amqp.delete_declared().await.unwrap();
+    let error = b.bus.probe(Duration::from_secs(2)).await.unwrap_err();
+    assert!(error.to_string().contains("NOT_FOUND"), "{error}");
 }
 
 mod ack_wait_expiry {

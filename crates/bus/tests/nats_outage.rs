@@ -1,17 +1,20 @@
 //! NATS servers dying under the bus: a restart while the outbox relay is
-//! publishing, and a node of a three-node JetStream cluster stopped during
-//! publishing. Each test runs its own `nats-server` processes on free ports;
-//! without the binary they are skipped with a notice.
+//! publishing, a node of a three-node JetStream cluster stopped during
+//! publishing, and the bus's probe while its server is gone or frozen. Each
+//! test runs its own `nats-server` processes on free ports; without the
+//! binary they are skipped with a notice.
 
 use std::collections::HashSet;
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{PROBE_TIMEOUT, probe_until};
 use flotilla_bus::nats::{NatsBus, NatsConfig};
-use flotilla_bus::{Bus, Message};
+use flotilla_bus::{Bus, BusError, Message};
 
 fn nats_server() -> Option<&'static str> {
     let found = Command::new("nats-server")
@@ -54,6 +57,30 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// SIGKILLs the server and returns how it exited; panics if it is still
+    /// running five seconds later.
+    fn stop(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the server can be waited for") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "nats-server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server.
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
     fn restart(&mut self) {
         self.kill();
         *self = Self::start(self.args.clone());
@@ -64,6 +91,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One JetStream server on a free port, storing in a temporary directory;
+/// with its URL.
+fn single_server() -> (Server, String, tempfile::TempDir) {
+    let store = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(vec![
+        "-a".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-js".into(),
+        "-sd".into(),
+        store.path().display().to_string(),
+    ]);
+    (server, format!("nats://127.0.0.1:{port}"), store)
 }
 
 async fn connect(url: &str, replicas: usize) -> NatsBus {
@@ -91,18 +135,7 @@ async fn a_nats_restart_while_the_relay_publishes_loses_no_committed_event() {
     if nats_server().is_none() {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = Server::start(vec![
-        "-a".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        "-js".into(),
-        "-sd".into(),
-        store.path().display().to_string(),
-    ]);
-    let url = format!("nats://127.0.0.1:{port}");
+    let (mut server, url, _store) = single_server();
     let bus: Arc<dyn Bus> = Arc::new(connect(&url, 1).await);
     common::relay_through_an_outage(bus, async |i| {
         if i == 100 {
@@ -154,10 +187,11 @@ async fn a_node_of_a_three_node_cluster_stopping_loses_no_acknowledged_message()
     let bus = connect(&urls.join(","), 3).await;
     let consumer = bus.subscribe("thing.made", "checker").await.unwrap();
 
-    // Publish until 600 are acknowledged, stopping a node after 200; a publish
-    // refused during the fail-over (reconnecting, electing) is not counted.
+    // Publish until 600 are acknowledged, stopping a node once at least 200
+    // are; a publish refused (reconnecting, electing) is not counted.
     let mut acknowledged = HashSet::new();
     let mut refused = 0;
+    let mut before_the_stop = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0;
     while acknowledged.len() < 600 {
@@ -166,8 +200,12 @@ async fn a_node_of_a_three_node_cluster_stopping_loses_no_acknowledged_message()
             "the cluster stopped taking messages ({} acknowledged)",
             acknowledged.len()
         );
-        if acknowledged.len() == 200 && i == 200 {
-            nodes[0].kill();
+        if before_the_stop.is_none() && acknowledged.len() >= 200 {
+            let exit = nodes[0].stop();
+            assert_eq!(exit.signal(), Some(9), "the node ended by SIGKILL: {exit}");
+            let listening = std::net::TcpStream::connect(("127.0.0.1", ports[0]));
+            assert!(listening.is_err(), "the stopped node still listens");
+            before_the_stop = Some(acknowledged.len());
         }
         i += 1;
         let message = Message::new("thing.made", format!("{i}"));
@@ -182,7 +220,13 @@ async fn a_node_of_a_three_node_cluster_stopping_loses_no_acknowledged_message()
             }
         }
     }
-    eprintln!("600 acknowledged, {refused} refused during the fail-over");
+    let before = before_the_stop.expect("a node was stopped while publishing");
+    let after = acknowledged.len() - before;
+    eprintln!("{before} acknowledged before the stop, {after} after, {refused} refused");
+    assert!(
+        before >= 200 && after >= 400,
+        "publishing went on around the stop ({before} before, {after} after)"
+    );
 
     let mut consumer = consumer;
     let mut seen = HashSet::new();
@@ -202,4 +246,51 @@ async fn a_node_of_a_three_node_cluster_stopping_loses_no_acknowledged_message()
         }
     }
     drop(nodes);
+}
+
+#[tokio::test]
+async fn the_probe_fails_while_the_server_is_down_and_passes_once_it_is_back() {
+    if nats_server().is_none() {
+        return;
+    }
+    let (mut server, url, _store) = single_server();
+    let bus = connect(&url, 1).await;
+    bus.probe(PROBE_TIMEOUT).await.expect("the server is up");
+
+    server.stop();
+    let error = probe_until(&bus, false, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    eprintln!("with the server stopped: {error}");
+
+    server.restart();
+    probe_until(&bus, true, Duration::from_secs(20))
+        .await
+        .expect("the probe passes again");
+}
+
+/// A server that keeps its connections open but does not answer (SIGSTOP)
+/// leaves the client connected: only the probe's round trip notices it.
+#[tokio::test]
+async fn the_probe_fails_while_the_server_does_not_answer() {
+    if nats_server().is_none() {
+        return;
+    }
+    let (server, url, _store) = single_server();
+    let bus = connect(&url, 1).await;
+    bus.probe(PROBE_TIMEOUT).await.expect("the server is up");
+
+    server.signal("STOP");
+    let error = probe_until(&bus, false, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    server.signal("CONT");
+    assert!(
+        matches!(error, BusError::Timeout(_)),
+        "connected, but no answer in time: {error}"
+    );
+
+    probe_until(&bus, true, Duration::from_secs(10))
+        .await
+        .expect("the probe passes again");
 }

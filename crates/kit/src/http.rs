@@ -58,25 +58,55 @@ pub fn app(routes: Router, mut openapi: utoipa::openapi::OpenApi, ctx: &Context)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// `{"status":"pass","response":"pong",...}`, or 503 with `"fail"` when the
-/// database does not answer.
+/// How long `/health` waits for the database and for the bus.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `{"status":"pass","response":"pong",...,"checks":{"database":{..},"bus":{..}}}`.
+/// A database that does not answer within [`CHECK_TIMEOUT`] fails the
+/// instance (503); a bus that does not is a `"warn"` (200), its check
+/// `"fail"` with the reason in `detail`.
+///
+/// The bus only warns: an instance without it still answers reads and
+/// takes writes, whose events wait in its outbox until the bus is back
+/// (that is what the outbox is for); taking every instance out of rotation
+/// during a broker outage would turn a delay into an outage.
 async fn health(ctx: Context) -> Response {
-    let started = Instant::now();
-    let db = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&ctx.db),
-    )
-    .await;
-    let db_ok = matches!(db, Ok(Ok(_)));
-    let status = if db_ok { "pass" } else { "fail" };
+    let database = async {
+        let started = Instant::now();
+        let answered =
+            tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&ctx.db)).await;
+        let pass = matches!(answered, Ok(Ok(_)));
+        (pass, started.elapsed())
+    };
+    let bus = async {
+        let started = Instant::now();
+        (ctx.bus.probe(CHECK_TIMEOUT).await, started.elapsed())
+    };
+    let ((db_ok, db_time), (probed, bus_time)) = tokio::join!(database, bus);
+    let mut bus = json!({
+        "status": if probed.is_ok() { "pass" } else { "fail" },
+        "backend": ctx.bus.backend(),
+        "time": bus_time.as_millis() as u64,
+    });
+    if let Err(error) = &probed {
+        bus["detail"] = json!(error.to_string());
+    }
+    let status = match (db_ok, probed.is_ok()) {
+        (false, _) => "fail",
+        (true, false) => "warn",
+        (true, true) => "pass",
+    };
     let body = json!({
         "status": status,
         "response": "pong",
         "service": ctx.name,
         "version": env!("CARGO_PKG_VERSION"),
         "checks": {
-            "database": { "status": status, "time": started.elapsed().as_millis() as u64 },
-            "bus": { "status": "pass", "backend": ctx.bus.backend() },
+            "database": {
+                "status": if db_ok { "pass" } else { "fail" },
+                "time": db_time.as_millis() as u64,
+            },
+            "bus": bus,
         },
     });
     let code = if db_ok {

@@ -1,7 +1,10 @@
 //! What the bus tests share: a database with the bus tables, a handler that
-//! records each message as a row, and a relay run through an outage.
+//! records each message as a row, a relay run through an outage, a proxy
+//! that breaks connections to a shared server, and probing until a change.
 
 #![allow(dead_code)] // each test binary uses its own part
+
+pub mod proxy;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use flotilla_bus::consumer::{Consumer, Handler, HandlerError};
 use flotilla_bus::outbox::{self, Relay, Waker};
-use flotilla_bus::{Bus, Message};
+use flotilla_bus::{Bus, BusError, Message};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio_util::sync::CancellationToken;
 
@@ -101,4 +104,31 @@ pub async fn relay_through_an_outage(bus: Arc<dyn Bus>, mut outage: impl AsyncFn
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shutdown.cancel();
+}
+
+/// How long each probe of the outage tests may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Probes `bus` until it passes (`pass`) or fails, for at most `within`;
+/// each probe must return within its timeout. The last result.
+pub async fn probe_until(bus: &dyn Bus, pass: bool, within: Duration) -> Result<(), BusError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let started = Instant::now();
+        let result = bus.probe(PROBE_TIMEOUT).await;
+        assert!(
+            started.elapsed() < PROBE_TIMEOUT + Duration::from_millis(500),
+            "a probe took {:?}",
+            started.elapsed()
+        );
+        if result.is_ok() == pass {
+            return result;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the probe did not {} within {within:?}: {result:?}",
+            if pass { "pass" } else { "fail" }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -73,3 +73,20 @@ async fn a_service_whose_instances_all_report_failure_fails_the_aggregate() {
     let down = reqwest::get(format!("{}/health", gw.url)).await.unwrap();
     assert_eq!(down.status(), 503);
 }
+
+#[tokio::test]
+async fn a_service_that_serves_with_a_failing_check_of_its_own_warns() {
+    let a = Upstream::start("a").await;
+    *a.state.report.lock().unwrap() = Some(json!({
+        "status": "warn", "response": "pong",
+        "checks": { "bus": { "status": "fail", "detail": "not connected" } },
+    }));
+    let gw = gateway(&route(&[&a], "")).await;
+    let response = reqwest::get(format!("{}/health", gw.url)).await.unwrap();
+    assert_eq!(response.status(), 200, "a warning is not an outage");
+    let health: Value = response.json().await.unwrap();
+    let app = &health["services"]["app"];
+    assert_eq!(app["status"], "warn", "{health}");
+    assert_eq!(app["instances"][0]["status"], "warn");
+    assert_eq!(app["checks"]["bus"]["detail"], "not connected");
+}

@@ -137,7 +137,8 @@ pub(super) const SERVICE_PROBES: &str = r#"          ports:
             failureThreshold: 30
           # /health checks the database: a pod whose database does not answer
           # leaves the headless Service's DNS answer, so the gateway stops
-          # sending it requests.
+          # sending it requests (a bus outage is only a warning: events wait
+          # in each service's outbox).
           readinessProbe:
             httpGet:
               path: /health
