@@ -10,13 +10,19 @@
 //!   kv_bench <gateway URL> <database URL> [rate/s] [seconds] [batch size]
 //!
 //! The database URL is the kv service's own: `sqlite://DATA/kv.db`, or
-//! `postgres://…?options=-csearch_path%3D<schema>`. The anchors write a
-//! table of their own there, `bench_anchor`, dropped afterwards.
+//! `postgres://…?options=-csearch_path%3D<schema>`. The anchors open it with
+//! the service's own code (`flotilla_kit::db::Storage::open`), so they run
+//! with the same connection settings (on SQLite: WAL, `synchronous =
+//! NORMAL`, the busy timeout), and write a table of their own there,
+//! `bench_anchor`, dropped afterwards.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+use flotilla_kit::db::Storage;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -31,6 +37,47 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The database behind `db` as the service opens it: the kit's
+/// [`Storage::open`], which sets the service's connection settings.
+/// `sqlite://DIR/NAME.db` is service NAME's file in DIR; on PostgreSQL the
+/// `search_path` option names the schema, opened as a service of that name
+/// with an empty prefix.
+async fn open_as_the_service(db: &str) -> anyhow::Result<sqlx::AnyPool> {
+    if let Some(path) = db.strip_prefix("sqlite://") {
+        let path = Path::new(path.split('?').next().unwrap_or(path));
+        let (dir, service) = path
+            .parent()
+            .zip(path.file_stem().and_then(|s| s.to_str()))
+            .filter(|_| path.extension().is_some_and(|e| e == "db"))
+            .with_context(|| format!("{db}: expected sqlite://DIR/NAME.db"))?;
+        return Ok(Storage::Sqlite(dir.to_owned()).open(service).await?);
+    }
+    let (base, query) = db.split_once('?').unwrap_or((db, ""));
+    let (mut schema, mut rest) = (None, Vec::new());
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        match param
+            .strip_prefix("options=-csearch_path%3D")
+            .or_else(|| param.strip_prefix("options=-csearch_path="))
+        {
+            Some(name) => schema = Some(name),
+            None => rest.push(param),
+        }
+    }
+    let schema = schema.with_context(|| {
+        format!("{db}: expected the schema as ?options=-csearch_path%3D<schema>")
+    })?;
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    let storage = Storage::Postgres {
+        url,
+        schema_prefix: String::new(),
+    };
+    Ok(storage.open(schema).await?)
 }
 
 #[tokio::main]
@@ -115,14 +162,15 @@ async fn main() -> anyhow::Result<()> {
     let batch_time = batch_started.elapsed();
     anyhow::ensure!(reply.status() == 200, "batch: {}", reply.text().await?);
 
-    // The anchors, in the same database.
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&db).await?;
+    // The anchors, in the same database, on one connection opened as the
+    // service opens its own.
+    let pool = open_as_the_service(&db).await?;
+    let mut conn = pool.acquire().await?;
     sqlx::query("DROP TABLE IF EXISTS bench_anchor")
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await?;
     sqlx::query("CREATE TABLE bench_anchor (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await?;
     let mut single = Vec::new();
     for i in 0..1000 {
@@ -130,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         sqlx::query("INSERT INTO bench_anchor (key, value) VALUES ($1, $2)")
             .bind(format!("single-{i}"))
             .bind("v")
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await?;
         single.push(start.elapsed());
     }
@@ -147,8 +195,10 @@ async fn main() -> anyhow::Result<()> {
     tx.commit().await?;
     let bulk = bulk_started.elapsed();
     sqlx::query("DROP TABLE bench_anchor")
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await?;
+    drop(conn);
+    pool.close().await;
 
     let (p50, p99) = (percentile(&rt, 0.5), percentile(&rt, 0.99));
     let (s50, s99) = (percentile(&single, 0.5), percentile(&single, 0.99));
