@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use crate::clients::{self, Client, Refused};
 use crate::grants::{self, Refresh};
 use crate::http::AppState;
-use crate::oidc::AUDIENCE;
+use crate::oidc::{AUDIENCE, Provider};
 use crate::session;
 use crate::store;
 use flotilla_kit::now_ms;
@@ -303,21 +303,16 @@ fn client_credentials(
             "a scope this client was not given",
         ));
     }
-    let now = now_ms() / 1000;
     let scope = wanted.join(" ");
-    let claims = AccessClaims {
-        iss: state.oidc.issuer.clone(),
-        sub: client.id.clone(),
-        aud: AUDIENCE.to_owned(),
-        exp: now + ACCESS_TTL.as_secs() as i64,
-        iat: now,
-        jti: uuid::Uuid::now_v7().to_string(),
-        client_id: client.id.clone(),
-        scope: scope.clone(),
-        roles: Vec::new(),
-        email: None,
-    };
-    let access_token = state.oidc.keys.sign("at+jwt", &claims).map_err(internal)?;
+    let access_token = access_token(
+        &state.oidc,
+        &client.id,
+        &client.id,
+        &scope,
+        Vec::new(),
+        None,
+    )
+    .map_err(internal)?;
     state.ctx.metrics.record(|| {
         metrics::counter!("auth_tokens_issued_total", "grant" => "client_credentials").increment(1);
     });
@@ -355,20 +350,41 @@ pub async fn first_party(state: &AppState, account_id: &str) -> anyhow::Result<S
     let account = store::account(db, account_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the signed-in account {account_id} is gone"))?;
+    let roles = store::roles(db, &account.id).await?;
+    access_token(
+        &state.oidc,
+        &account.id,
+        clients::CONSOLE,
+        "openid profile email",
+        roles,
+        Some(account.email),
+    )
+}
+
+/// An access token (RFC 9068, `typ: at+jwt`) for `sub`, issued now to
+/// `client_id` for `scope`, signed.
+fn access_token(
+    provider: &Provider,
+    sub: &str,
+    client_id: &str,
+    scope: &str,
+    roles: Vec<String>,
+    email: Option<String>,
+) -> anyhow::Result<String> {
     let now = now_ms() / 1000;
     let claims = AccessClaims {
-        iss: state.oidc.issuer.clone(),
-        sub: account.id.clone(),
+        iss: provider.issuer.clone(),
+        sub: sub.to_owned(),
         aud: AUDIENCE.to_owned(),
         exp: now + ACCESS_TTL.as_secs() as i64,
         iat: now,
         jti: uuid::Uuid::now_v7().to_string(),
-        client_id: clients::CONSOLE.to_owned(),
-        scope: "openid profile email".to_owned(),
-        roles: store::roles(db, &account.id).await?,
-        email: Some(account.email),
+        client_id: client_id.to_owned(),
+        scope: scope.to_owned(),
+        roles,
+        email,
     };
-    state.oidc.keys.sign("at+jwt", &claims)
+    provider.keys.sign("at+jwt", &claims)
 }
 
 /// Signs the tokens of `grant`: an access token, an ID token (`openid` is
@@ -389,19 +405,16 @@ async fn issue(
     let roles = store::roles(db, &account.id).await.map_err(internal)?;
     let scopes: Vec<&str> = grant.scope.split_whitespace().collect();
     let now = now_ms() / 1000;
-    let access = AccessClaims {
-        iss: provider.issuer.clone(),
-        sub: account.id.clone(),
-        aud: AUDIENCE.to_owned(),
-        exp: now + ACCESS_TTL.as_secs() as i64,
-        iat: now,
-        jti: uuid::Uuid::now_v7().to_string(),
-        client_id: grant.client_id.clone(),
-        scope: grant.scope.clone(),
+    let email = scopes.contains(&"email").then(|| account.email.clone());
+    let access_token = access_token(
+        provider,
+        &account.id,
+        &grant.client_id,
+        &grant.scope,
         roles,
-        email: scopes.contains(&"email").then(|| account.email.clone()),
-    };
-    let access_token = provider.keys.sign("at+jwt", &access).map_err(internal)?;
+        email,
+    )
+    .map_err(internal)?;
     let mut id = json!({
         "iss": provider.issuer,
         "sub": account.id,
