@@ -69,6 +69,7 @@ impl StatsBody {
             games: 0,
             wins: 0,
             tries: 0,
+            tries_per_word_milli: None,
             current_streak: 0,
             best_streak: 0,
             distribution: "0,0,0,0,0,0".to_owned(),
@@ -145,12 +146,16 @@ pub struct LeaderboardBody {
     me: Option<Entry>,
 }
 
+/// A line's score as shown: the day's attempts, or tries per word found.
+fn score(line: &Line, day: bool) -> Option<f64> {
+    line.score
+        .map(|s| if day { s as f64 } else { s as f64 / 1000.0 })
+}
+
 fn entry(rank: i64, line: Line, day: bool) -> Entry {
     Entry {
         rank,
-        score: line
-            .score
-            .map(|s| if day { s as f64 } else { s as f64 / 1000.0 }),
+        score: score(&line, day),
         player_id: line.player_id,
         name: line.name,
         wins: line.wins,
@@ -177,9 +182,9 @@ pub async fn leaderboard(
     let rank_of = |lines: Vec<Line>, day: bool| -> Vec<Entry> {
         let mut entries: Vec<Entry> = Vec::with_capacity(lines.len());
         for (i, line) in lines.into_iter().enumerate() {
-            let tied = entries.last().filter(|prev| {
-                prev.wins == line.wins && prev.score == entry(0, line.clone(), day).score
-            });
+            let tied = entries
+                .last()
+                .filter(|prev| prev.wins == line.wins && prev.score == score(&line, day));
             let rank = tied.map_or(i as i64 + 1, |prev| prev.rank);
             entries.push(entry(rank, line, day));
         }
@@ -191,15 +196,13 @@ pub async fn leaderboard(
             let me = match &caller {
                 Some(caller) => match store::player(db, &caller.id).await? {
                     Some(player) if player.games > 0 => {
-                        let stats = StatsBody::new(player.clone());
-                        let milli = stats.tries_per_word.map(|t| (t * 1000.0).round() as i64);
-                        let ahead = store::all_time_ahead(db, &player, milli).await?;
+                        let ahead = store::all_time_ahead(db, &player).await?;
                         let line = Line {
                             player_id: player.player_id,
                             name: player.name,
                             wins: player.wins,
                             games: player.games,
-                            score: milli,
+                            score: player.tries_per_word_milli,
                         };
                         Some(entry(ahead + 1, line, false))
                     }

@@ -12,13 +12,15 @@ pub struct Player {
     pub games: i64,
     pub wins: i64,
     pub tries: i64,
+    /// Tries per word found, x1000, as the all-time leaderboard orders them.
+    pub tries_per_word_milli: Option<i64>,
     pub current_streak: i64,
     pub best_streak: i64,
     pub distribution: String,
 }
 
-const PLAYER: &str = "SELECT player_id, name, games, wins, tries, current_streak, best_streak, \
-                      distribution FROM players WHERE player_id = $1";
+const PLAYER: &str = "SELECT player_id, name, games, wins, tries, tries_per_word_milli, \
+                      current_streak, best_streak, distribution FROM players WHERE player_id = $1";
 
 /// Records a result (once per player and day) and computes the player's
 /// statistics again from all of theirs; false if the day had a result.
@@ -124,17 +126,13 @@ pub async fn all_time(db: &AnyPool, limit: i64) -> Result<Vec<Line>, sqlx::Error
 }
 
 /// How many players of all time rank before `player`.
-pub async fn all_time_ahead(
-    db: &AnyPool,
-    player: &Player,
-    milli: Option<i64>,
-) -> Result<i64, sqlx::Error> {
+pub async fn all_time_ahead(db: &AnyPool, player: &Player) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM players WHERE games > 0 AND (wins > $1 OR (wins = $1 AND \
          tries_per_word_milli < $2))",
     )
     .bind(player.wins)
-    .bind(milli.unwrap_or(i64::MAX))
+    .bind(player.tries_per_word_milli.unwrap_or(i64::MAX))
     .fetch_one(db)
     .await
 }
