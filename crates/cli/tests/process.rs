@@ -79,6 +79,12 @@ async fn start(
         command.args(["--db", &db, "--db-schema-prefix", &format!("p{tag}_")]);
         command.args(["--bus", &bus, "--bus-namespace", &format!("p{tag}")]);
     }
+    launch(command).await
+}
+
+/// Runs `command` (a `flotilla up` with its stdout piped) until it prints
+/// its table: the stack and its gateway URL.
+async fn launch(mut command: Command) -> Up {
     let mut child = command.spawn().expect("flotilla starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = tokio::time::timeout(WAIT, async {
@@ -563,16 +569,7 @@ async fn up_for_webhook(data: &std::path::Path, webhook: &str, ca: Option<&str>)
     if let Some(ca) = ca {
         command.env("SSL_CERT_FILE", ca);
     }
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next_line().await.unwrap().expect("the table");
-        if let Some(rest) = line.strip_prefix("gateway") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Up { child, url }
+    launch(command).await
 }
 
 #[tokio::test]
