@@ -9,10 +9,6 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
-    app.get_as(token, path).await
-}
-
 async fn guess(app: &TestApp, token: &str, word: &str) -> Value {
     let response = app
         .post_as(token, "/motus/today/guesses", &json!({ "guess": word }))
@@ -56,7 +52,8 @@ async fn one_player_learns_the_word_the_other_wins_with_it_and_the_leaderboard_r
 
     let deadline = tokio::time::Instant::now() + WAIT;
     let board = loop {
-        let board: Value = get(&app, &bob, "/score/leaderboard?period=day")
+        let board: Value = app
+            .get_as(&bob, "/score/leaderboard?period=day")
             .await
             .json()
             .await
@@ -78,7 +75,7 @@ async fn one_player_learns_the_word_the_other_wins_with_it_and_the_leaderboard_r
         .collect();
     assert_eq!(names, ["Bob", "Ada"]);
     assert_eq!(board["me"]["rank"], 1);
-    let stats: Value = get(&app, &ada, "/score/me").await.json().await.unwrap();
+    let stats: Value = app.get_as(&ada, "/score/me").await.json().await.unwrap();
     assert_eq!(stats["games"], 1);
     assert_eq!(
         stats["current_streak"],
@@ -91,14 +88,14 @@ async fn with_two_instances_a_player_is_kept_on_one_and_either_has_the_same_game
     let app = spawn_app_with(|args| args.replicas = 2).await;
     assert_eq!(app.instances("motus").len(), 2);
     let ada = app.player("Ada").await;
-    let first = get(&app, &ada, "/motus/today").await;
+    let first = app.get_as(&ada, "/motus/today").await;
     let sticky = cookie(&first, "FLOTILLA_SERVER").expect("motus is balanced with a sticky cookie");
     let guesses = app.motus_words(&ada).await;
     guess(&app, &ada, &guesses[0]).await;
     // Without the sticky cookie, requests go round both instances: each
     // has the game as it was played.
     for _ in 0..4 {
-        let today: Value = get(&app, &ada, "/motus/today").await.json().await.unwrap();
+        let today: Value = app.get_as(&ada, "/motus/today").await.json().await.unwrap();
         assert_eq!(today["attempts"][0]["guess"], guesses[0].as_str());
     }
     let kept = app
