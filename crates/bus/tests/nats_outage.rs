@@ -1,8 +1,8 @@
 //! NATS servers dying under the bus: a restart while the outbox relay is
 //! publishing, a node of a three-node JetStream cluster stopped during
 //! publishing, and the bus's probe while its server is gone or frozen. Each
-//! test runs its own `nats-server` processes on free ports; without the
-//! binary they are skipped with a notice.
+//! test runs its own `nats-server` processes on free ports, so they are
+//! ignored unless asked for (`--include-ignored`, with nats-server on PATH).
 
 use std::collections::HashSet;
 mod common;
@@ -15,17 +15,6 @@ use std::time::{Duration, Instant};
 use common::{PROBE_TIMEOUT, probe_until};
 use flotilla_bus::nats::{NatsBus, NatsConfig};
 use flotilla_bus::{Bus, BusError, Message};
-
-fn nats_server() -> Option<&'static str> {
-    let found = Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        eprintln!("skipped: nats-server is not installed");
-    }
-    found.then_some("nats-server")
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -131,10 +120,8 @@ async fn connect(url: &str, replicas: usize) -> NatsBus {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server on PATH"]
 async fn a_nats_restart_while_the_relay_publishes_loses_no_committed_event() {
-    if nats_server().is_none() {
-        return;
-    }
     let (mut server, url, _store) = single_server();
     let bus: Arc<dyn Bus> = Arc::new(connect(&url, 1).await);
     common::relay_through_an_outage(bus, async |i| {
@@ -149,10 +136,8 @@ async fn a_nats_restart_while_the_relay_publishes_loses_no_committed_event() {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server on PATH"]
 async fn a_node_of_a_three_node_cluster_stopping_loses_no_acknowledged_message() {
-    if nats_server().is_none() {
-        return;
-    }
     let (ports, routes): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free_port(), free_port())).unzip();
     let route_urls: Vec<String> = routes
         .iter()
@@ -249,10 +234,8 @@ async fn a_node_of_a_three_node_cluster_stopping_loses_no_acknowledged_message()
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server on PATH"]
 async fn the_probe_fails_while_the_server_is_down_and_passes_once_it_is_back() {
-    if nats_server().is_none() {
-        return;
-    }
     let (mut server, url, _store) = single_server();
     let bus = connect(&url, 1).await;
     bus.probe(PROBE_TIMEOUT).await.expect("the server is up");
@@ -272,10 +255,8 @@ async fn the_probe_fails_while_the_server_is_down_and_passes_once_it_is_back() {
 /// A server that keeps its connections open but does not answer (SIGSTOP)
 /// leaves the client connected: only the probe's round trip notices it.
 #[tokio::test]
+#[ignore = "needs nats-server on PATH"]
 async fn the_probe_fails_while_the_server_does_not_answer() {
-    if nats_server().is_none() {
-        return;
-    }
     let (server, url, _store) = single_server();
     let bus = connect(&url, 1).await;
     bus.probe(PROBE_TIMEOUT).await.expect("the server is up");

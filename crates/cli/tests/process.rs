@@ -22,10 +22,23 @@ fn scale_out() -> Option<(String, String)> {
         Ok("scale-out-amqp") => "FLOTILLA_TEST_AMQP_URL",
         _ => return None,
     };
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| panic!("this FLOTILLA_TEST_BACKEND needs {name}"))
-    };
     Some((var("FLOTILLA_TEST_POSTGRES_URL"), var(bus)))
+}
+
+/// The engines of process mode, whose instances need a shared database and
+/// bus: those of FLOTILLA_TEST_BACKEND, else PostgreSQL and NATS JetStream.
+/// The tests that use it are ignored unless asked for.
+fn shared_engines() -> (String, String) {
+    scale_out().unwrap_or_else(|| {
+        (
+            var("FLOTILLA_TEST_POSTGRES_URL"),
+            var("FLOTILLA_TEST_NATS_URL"),
+        )
+    })
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: this test needs its server"))
 }
 
 /// A `flotilla up` child process and its gateway URL.
@@ -72,7 +85,12 @@ async fn start(
     if let Some(webhook) = webhook {
         command.env("FLOTILLA_SLACK_WEBHOOK_URL", webhook);
     }
-    if let Some((db, bus)) = scale_out() {
+    let engines = if extra.contains(&"--processes") {
+        Some(shared_engines())
+    } else {
+        scale_out()
+    };
+    if let Some((db, bus)) = engines {
         // Schemas and stream follow the data directory, so a restart finds them.
         let name = data.file_name().unwrap().to_string_lossy().to_lowercase();
         let tag: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
@@ -264,6 +282,16 @@ async fn a_crash_before_delivery_loses_no_notification_and_duplicates_none() {
         let user = create_user(&client, &first.url, &format!("foo{i}@example.com")).await;
         expected.push(format!("User {} created", user["id"].as_str().unwrap()));
     }
+    // The kill lands with every notification stored and none delivered.
+    let deadline = Instant::now() + WAIT;
+    while all_messages(&client, &first.url).await.len() < expected.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the notifications were never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(slack.accepted.lock().unwrap().is_empty());
     first.crash().await;
 
     *slack.down.lock().unwrap() = false;
@@ -364,6 +392,8 @@ async fn a_crash_under_traffic_leaves_exactly_one_notification_per_user() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     first.crash().await;
+    let at_the_kill = created.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(at_the_kill < 400, "the kill came after the load ended");
     let acknowledged: Vec<String> = creating.join_all().await.into_iter().flatten().collect();
 
     let second = up(data.path(), None).await;
@@ -477,11 +507,8 @@ async fn a_service_run_alone_registers_with_the_gateway_and_leaves_on_stop() {
 }
 
 #[tokio::test]
+#[ignore = "process mode needs PostgreSQL and NATS (or FLOTILLA_TEST_BACKEND)"]
 async fn killing_a_service_process_under_load_fails_no_get_and_loses_no_post() {
-    if scale_out().is_none() {
-        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
-        return;
-    }
     let data = tempfile::tempdir().unwrap();
     let stack = up_with(data.path(), None, &["--processes", "--replicas", "2"]).await;
     let client = reqwest::Client::new();
@@ -490,11 +517,13 @@ async fn killing_a_service_process_under_load_fails_no_get_and_loses_no_post() {
     assert_eq!(users_pids().len(), 2);
 
     let mut load = tokio::task::JoinSet::new();
+    let gets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for worker in 0..4 {
-        let (client, url) = (client.clone(), stack.url.clone());
+        let (client, url, gets) = (client.clone(), stack.url.clone(), gets.clone());
         load.spawn(async move {
             let (mut failed_gets, mut created) = (0, Vec::new());
             for i in 0..150 {
+                gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 match client.get(format!("{url}/users?limit=1")).send().await {
                     Ok(r) if r.status() == 200 => {}
                     _ => failed_gets += 1,
@@ -526,6 +555,8 @@ async fn killing_a_service_process_under_load_fails_no_get_and_loses_no_post() {
         .args(["-9", &victim])
         .status()
         .unwrap();
+    let at_the_kill = gets.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(at_the_kill < 600, "the kill came after the load ended");
     let results = load.join_all().await;
     let failed: usize = results.iter().map(|(f, _)| f).sum();
     assert_eq!(failed, 0, "GETs failed while an instance died");
@@ -648,11 +679,8 @@ async fn notifications_reach_an_https_webhook_that_verifies() {
 }
 
 #[tokio::test]
+#[ignore = "process mode needs PostgreSQL and NATS (or FLOTILLA_TEST_BACKEND)"]
 async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_effect_once() {
-    if scale_out().is_none() {
-        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
-        return;
-    }
     const USERS: usize = 10_000;
     let data = tempfile::tempdir().unwrap();
     let stack = up_with(data.path(), None, &["--processes"]).await;
@@ -683,14 +711,22 @@ async fn killing_the_consumer_process_with_10000_events_in_flight_leaves_each_ef
     // Kill the consumer once it is part-way through.
     let first = consumer_pid().expect("a notifications process");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while all_messages(&client, &stack.url).await.len() < 2_000 {
+    let before_the_kill = loop {
+        let stored = all_messages(&client, &stack.url).await.len();
+        if stored >= 2_000 {
+            break stored;
+        }
         assert!(Instant::now() < deadline, "notifications never started");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     std::process::Command::new("kill")
         .args(["-9", &first])
         .status()
         .unwrap();
+    assert!(
+        before_the_kill < USERS,
+        "the kill came after the last effect"
+    );
     creating.join_all().await;
 
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -767,7 +803,12 @@ async fn a_crash_in_the_middle_of_a_10000_item_batch_stores_it_whole_once() {
         stack.crash().await;
         up(data.path(), None).await
     };
-    let _ = sending.await;
+    // The request was still waiting for the batch when its process died.
+    let answer = sending.await.unwrap().map(|r| r.status());
+    assert!(
+        !matches!(answer, Ok(status) if status == 200),
+        "the kill came after the batch was stored"
+    );
 
     // Whole or not at all, whenever it is looked at.
     let url = format!("{}/kv/batch", stack.url);
@@ -957,11 +998,8 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "process mode needs PostgreSQL and NATS (or FLOTILLA_TEST_BACKEND)"]
 async fn killing_motus_instances_in_the_middle_of_a_game_loses_no_guess() {
-    if scale_out().is_none() {
-        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
-        return;
-    }
     let data = tempfile::tempdir().unwrap();
     let stack = up_with(data.path(), None, &["--processes", "--replicas", "2"]).await;
     let client = reqwest::Client::builder()
@@ -1084,11 +1122,8 @@ async fn get_json_with(client: &reqwest::Client, url: &str, token: &str) -> Valu
 }
 
 #[tokio::test]
+#[ignore = "process mode needs PostgreSQL and NATS (or FLOTILLA_TEST_BACKEND)"]
 async fn the_instances_of_a_killed_stack_do_not_outlive_it() {
-    if scale_out().is_none() {
-        eprintln!("skipped: process mode needs a shared bus (FLOTILLA_TEST_BACKEND=scale-out)");
-        return;
-    }
     let data = tempfile::tempdir().unwrap();
     let stack = up_with(data.path(), None, &["--processes"]).await;
     let marker = data.path().to_str().unwrap().to_owned();

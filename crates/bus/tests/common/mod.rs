@@ -17,6 +17,12 @@ use flotilla_bus::{Bus, BusError, Message};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio_util::sync::CancellationToken;
 
+/// The URL of the server an ignored test runs against, read from `var`: a
+/// run that includes ignored tests without it fails, never passes unseen.
+pub fn server_url(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: this test needs its server"))
+}
+
 /// A SQLite database with the bus tables and an `effects` table.
 pub async fn database(dir: &tempfile::TempDir, name: &str) -> AnyPool {
     sqlx::any::install_default_drivers();
