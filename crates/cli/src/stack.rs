@@ -171,7 +171,8 @@ impl Stack {
 
 /// The gateway's settings from the stack's: Redis for rate limits, access
 /// tokens verified with the auth service's keys, and each service's routes
-/// as it asks (`Configure::ACCESS`, `Deploy::sticky`).
+/// as it asks (`Configure::ACCESS`, `Deploy::sticky`), refusing bodies over
+/// the kit's limit before they reach an instance.
 pub fn gateway_config(backends: &Backends) -> Config {
     use flotilla_gateway::config::{AuthMode, AuthSettings, Balance, ServiceDefaults};
     let mut config = Config::default();
@@ -191,6 +192,7 @@ pub fn gateway_config(backends: &Backends) -> Config {
                 },
                 scopes: entry.access.scopes.iter().map(|&s| s.to_owned()).collect(),
                 balance: entry.deploy.sticky.then_some(Balance::Sticky),
+                body_limit: Some(flotilla_kit::http::BODY_LIMIT as u64),
             };
             (entry.name.to_owned(), defaults)
         })

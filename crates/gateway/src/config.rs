@@ -208,6 +208,10 @@ pub struct ServiceDefaults {
     /// Round robin when not given.
     #[serde(default)]
     pub balance: Option<Balance>,
+    /// The largest body its instances take, in bytes: a larger one is
+    /// refused (413) before it is forwarded.
+    #[serde(default)]
+    pub body_limit: Option<u64>,
 }
 
 /// What a route asks of callers.
@@ -258,6 +262,11 @@ pub struct RouteConfig {
     /// Scopes a token must have on this route.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The largest request body forwarded, in bytes (never more than the
+    /// gateway's `body_limit`); the service's entry of `[gateway.services]`
+    /// when not given.
+    #[serde(default)]
+    pub body_limit: Option<u64>,
 }
 
 fn default_cookie() -> String {
@@ -281,6 +290,7 @@ impl RouteConfig {
             sticky_cookie: default_cookie(),
             auth: None,
             scopes: Vec::new(),
+            body_limit: None,
         }
     }
 

@@ -193,6 +193,10 @@ impl Sources {
             pool.set_instances(&instances);
         }
 
+        let settings = self
+            .file
+            .as_ref()
+            .map_or_else(|| self.base.gateway.clone(), |f| f.config.gateway.clone());
         let mut keys = Vec::new();
         let routes = configs
             .iter()
@@ -221,6 +225,10 @@ impl Sources {
                     pool: self.pools[&config.service_name()].clone(),
                     sticky_cookie: config.sticky_cookie.clone(),
                     access: self.access(config),
+                    body_limit: config
+                        .body_limit
+                        .or_else(|| self.defaults(&config.service_name()).body_limit)
+                        .map_or(settings.body_limit, |limit| limit.min(settings.body_limit)),
                     rate_limit,
                     stats: self.stats.entry(key).or_default().clone(),
                 }
@@ -228,10 +236,6 @@ impl Sources {
             .collect();
         self.stats.retain(|key, _| keys.contains(key));
         self.limiters.retain(|key, _| keys.contains(key));
-        let settings = self
-            .file
-            .as_ref()
-            .map_or_else(|| self.base.gateway.clone(), |f| f.config.gateway.clone());
         RouteTable::new(routes, settings)
     }
 

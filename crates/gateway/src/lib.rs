@@ -16,6 +16,7 @@ mod api;
 mod auth;
 pub mod config;
 mod discovery;
+mod early;
 mod edge;
 mod health;
 mod pool;
@@ -336,7 +337,7 @@ impl Gateway {
         let uri = req.uri().clone();
         auth::strip_identity(req.headers_mut());
         let forwarded = match self.admit(table, route, req.headers_mut()).await {
-            Ok(()) => proxy::forward(route, req, peer, tls, settings.body_limit).await,
+            Ok(()) => proxy::forward(route, req, peer, tls).await,
             Err(refused) => proxy::Forwarded::local(refused),
         };
         let mut response = forwarded.response;

@@ -15,11 +15,12 @@ use hyper_util::rt::TokioExecutor;
 use rand::RngExt;
 
 use crate::config::{Balance, HealthConfig, RetryConfig, Timeouts};
+use crate::early::Connector;
 use crate::reply::Body;
 use crate::stats::InstanceStats;
 
 /// The pooled keep-alive client to one service's instances.
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+pub type Client = hyper_util::client::legacy::Client<Connector, Body>;
 
 /// Milliseconds since the gateway started; the clock of ejections, retry
 /// budgets, registrations and rate limits. Tokio's clock, so that tests can
@@ -310,7 +311,7 @@ pub(crate) fn client(timeouts: &Timeouts) -> Client {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
-        .build(connector)
+        .build(Connector(connector))
 }
 
 /// Indices in nginx's smooth weighted round-robin order: weights 5,1,1 give

@@ -64,9 +64,9 @@ pub(crate) async fn forward(
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
-    body_limit: u64,
 ) -> Forwarded {
     let pool = &route.pool;
+    let body_limit = route.body_limit;
     pool.deposit();
     let declared = req
         .headers()

@@ -16,6 +16,8 @@ pub struct Route {
     pub sticky_cookie: String,
     /// Whether callers need an access token, and which scopes.
     pub access: Access,
+    /// The largest request body forwarded, in bytes.
+    pub body_limit: u64,
     pub rate_limit: Option<Arc<Limiter>>,
     pub stats: Arc<RouteStats>,
 }
@@ -96,6 +98,7 @@ mod tests {
             pool: Arc::new(Pool::new(prefix, config)),
             sticky_cookie: "c".into(),
             access: Access::default(),
+            body_limit: 1024,
             rate_limit: None,
             stats: Arc::default(),
         }

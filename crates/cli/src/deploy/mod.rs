@@ -170,9 +170,10 @@ fn comment(indent: usize, text: &str) -> String {
 }
 
 /// The gateway's configuration (TOML): two routes per service, `/<name>`
-/// and `/api/v1/<name>`, both to `upstream(name)` and asking callers what
-/// the service asks. Where tokens are verified (`[gateway.auth]`) comes
-/// from `--public-url`, as `flotilla serve gateway` sets it.
+/// and `/api/v1/<name>`, both to `upstream(name)`, asking callers what the
+/// service asks and refusing bodies over the kit's limit. Where tokens are
+/// verified (`[gateway.auth]`) comes from `--public-url`, as `flotilla serve
+/// gateway` sets it.
 fn gateway_config(services: &[Entry], upstream: impl Fn(&str) -> String) -> String {
     let mut out = String::from("[gateway]\naccess_log = true\ndns_refresh_ms = 5000\n");
     for entry in services {
@@ -192,7 +193,9 @@ fn gateway_config(services: &[Entry], upstream: impl Fn(&str) -> String) -> Stri
         for prefix in [format!("/{name}"), format!("/api/v1/{name}")] {
             out.push_str(&format!(
                 "\n[[route]]\nprefix = \"{prefix}\"\nstrip_prefix = true\n\
-                 service = \"{name}\"\nupstreams = [\"{url}\"]\nauth = \"{auth}\"\n"
+                 service = \"{name}\"\nupstreams = [\"{url}\"]\nauth = \"{auth}\"\n\
+                 body_limit = {}\n",
+                flotilla_kit::http::BODY_LIMIT
             ));
             if !scopes.is_empty() {
                 out.push_str(&format!("scopes = [{}]\n", scopes.join(", ")));

@@ -368,3 +368,83 @@ async fn gateways_sharing_redis_share_the_rate_limit() {
     );
     assert_eq!(a.hits(), 4);
 }
+
+/// An upstream that refuses a body by its size answers before reading it
+/// and closes the connection; the client gets that answer, not a 502, and
+/// the instance is not held to blame for it.
+#[tokio::test]
+async fn an_upstreams_early_413_reaches_the_client_and_ejects_nothing() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "")).await;
+    let client = reqwest::Client::new();
+    // Over axum's default limit (2 MiB), under the gateway's (10 MiB).
+    let big = "x".repeat(9 * 1024 * 1024);
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        let sent = client
+            .post(format!("{}/echo", gw.url))
+            .body(big.clone())
+            .send()
+            .await;
+        *statuses
+            .entry(sent.map_or(0, |r| r.status().as_u16()))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(413, 20)].into(), "{statuses:?}");
+    let text = client
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ejections = format!(
+        "gateway_ejections_total{{service=\"app\",instance=\"{}\"}} 0",
+        a.url
+    );
+    assert!(text.contains(&ejections), "{text}");
+}
+
+/// A route's own limit (here from its service's entry, as `flotilla` gives
+/// it) is applied by the gateway: the instance never sees the body.
+#[tokio::test]
+async fn a_body_over_the_services_limit_is_refused_before_forwarding() {
+    let a = Upstream::start("a").await;
+    let toml = route(&[&a], "").replace(
+        "access_log = false",
+        "access_log = false\n[gateway.services.app]\nbody_limit = 1000",
+    );
+    let gw = gateway(&toml).await;
+    let client = reqwest::Client::new();
+    let over = client
+        .post(format!("{}/x", gw.url))
+        .body("x".repeat(1001))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 413);
+    assert_eq!(over.headers()["content-type"], "application/problem+json");
+    assert_eq!(a.hits(), 0, "the instance was called");
+    // Chunked, without a length: cut at the limit all the same.
+    let mut stream = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let mut request =
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        request.extend_from_slice(format!("258\r\n{}\r\n", "x".repeat(600)).as_bytes());
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut answer = vec![0; 12];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+    let under = client
+        .post(format!("{}/echo", gw.url))
+        .body("x".repeat(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(under.status(), 200);
+}
