@@ -13,6 +13,7 @@ pub mod problem {
     pub const NOT_FOUND: &str = "urn:flotilla:problem:not-found";
     pub const METHOD_NOT_ALLOWED: &str = "urn:flotilla:problem:method-not-allowed";
     pub const CONFLICT: &str = "urn:flotilla:problem:conflict";
+    pub const REQUEST_TIMEOUT: &str = "urn:flotilla:problem:request-timeout";
     pub const PAYLOAD_TOO_LARGE: &str = "urn:flotilla:problem:payload-too-large";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:flotilla:problem:unsupported-media-type";
     pub const INTERNAL: &str = "urn:flotilla:problem:internal";

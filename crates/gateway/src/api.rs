@@ -247,6 +247,16 @@ pub(crate) fn metrics(gateway: &Gateway, table: &RouteTable) -> Response<Body> {
         &[],
         gateway.open_connections.load(Relaxed),
     );
+    e.help(
+        "gateway_connections_refused_total",
+        "counter",
+        "Client connections closed at once: max_connections were open.",
+    );
+    e.sample(
+        "gateway_connections_refused_total",
+        &[],
+        gateway.refused_connections.load(Relaxed),
+    );
     reply::with_type(StatusCode::OK, e.finish(), "text/plain; version=0.0.4")
 }
 

@@ -112,6 +112,20 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub body_limit: u64,
+    /// Longest wait for the next part of a request body, in milliseconds:
+    /// a client that stops sending gets 408 (a body read before forwarding)
+    /// or has its request cut.
+    pub body_timeout_ms: u64,
+    /// Time a client has to send a request's headers, in milliseconds;
+    /// read at start, like the limits below.
+    pub header_timeout_ms: u64,
+    /// Client connections open at once; one more is closed as it comes.
+    pub max_connections: usize,
+    /// Headers one HTTP/1 request may have (their total size is at most
+    /// 64 KiB; HTTP/2's header list too).
+    pub max_headers: usize,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_streams: u32,
     /// Seconds after which a registered instance that stopped heartbeating is dropped.
     pub registration_ttl_ms: u64,
     /// How often upstream host names are resolved again.
@@ -135,6 +149,11 @@ impl Default for Settings {
             access_log: true,
             cors_origins: Vec::new(),
             body_limit: 10 * 1024 * 1024,
+            body_timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_headers: 100,
+            http2_max_streams: 100,
             registration_ttl_ms: 10_000,
             dns_refresh_ms: 5_000,
             tls_cert: None,

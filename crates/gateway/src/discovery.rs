@@ -229,6 +229,7 @@ impl Sources {
                         .body_limit
                         .or_else(|| self.defaults(&config.service_name()).body_limit)
                         .map_or(settings.body_limit, |limit| limit.min(settings.body_limit)),
+                    body_timeout: Duration::from_millis(settings.body_timeout_ms),
                     rate_limit,
                     stats: self.stats.entry(key).or_default().clone(),
                 }

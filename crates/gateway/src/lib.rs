@@ -29,7 +29,7 @@ mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,7 @@ pub struct Gateway {
     table: ArcSwap<RouteTable>,
     sources: Mutex<Sources>,
     open_connections: AtomicI64,
+    refused_connections: AtomicU64,
     resolver: Box<dyn Resolve>,
     /// Set when a certificate is configured; the listener then speaks TLS.
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -116,6 +117,7 @@ impl Gateway {
             table: ArcSwap::from_pointee(RouteTable::new(Vec::new(), config.gateway.clone())),
             sources: Mutex::new(Sources::new(config, watched, redis)),
             open_connections: AtomicI64::new(0),
+            refused_connections: AtomicU64::new(0),
             resolver: Box::new(resolver),
             tls,
             verifier,
@@ -180,12 +182,24 @@ impl Gateway {
     /// a grace period to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let graceful = GracefulShutdown::new();
+        let settings = self.table.load().settings.clone();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .max_buf_size(64 * 1024)
+            .max_headers(settings.max_headers)
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+            .header_read_timeout(Duration::from_millis(settings.header_timeout_ms));
+        // HTTP/2: few streams at once, small header lists, and the connection
+        // closed (GOAWAY) when a client resets streams faster than they are
+        // served or makes the server reset too many (CVE-2023-44487).
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(settings.http2_max_streams)
+            .max_header_list_size(64 * 1024)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024);
         loop {
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -198,6 +212,11 @@ impl Gateway {
                     }
                 },
             };
+            if self.open_connections.load(Relaxed) >= settings.max_connections as i64 {
+                self.refused_connections.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, "max_connections are open; connection closed");
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let tls = self.tls.is_some();
             let gateway = self.clone();

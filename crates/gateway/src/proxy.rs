@@ -2,9 +2,12 @@
 //! headers rewritten, retried on another instance when that is safe and the
 //! budget allows, websocket upgrades spliced through.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +16,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
 use crate::pool::Instance;
@@ -95,6 +98,11 @@ pub(crate) async fn forward(
 
     // No body, or a small one of known length: kept, so that the request
     // can be sent again. Anything else (chunked, large) streams through once.
+    // Either way a client that stops sending it is not waited for.
+    let body = Idle::new(
+        body.map_err(BoxError::from).boxed_unsync(),
+        route.body_timeout,
+    );
     let mut payload = if body.is_end_stream() {
         Payload::Replayable(Bytes::new())
     } else {
@@ -323,15 +331,64 @@ fn take_cookie(headers: &mut HeaderMap, name: &str) -> Option<String> {
     found
 }
 
-/// A problem for a failure caused by the client's body (too large,
-/// malformed chunked encoding), rather than by the upstream.
+/// A request body that fails when its client sends nothing for a while.
+struct Idle {
+    body: Body,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The client stopped sending its request body.
+#[derive(Debug, thiserror::Error)]
+#[error("the client stopped sending the request body")]
+struct BodyTimeout;
+
+impl Idle {
+    fn new(body: Body, idle: Duration) -> Self {
+        Self {
+            body,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl hyper::body::Body for Idle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            let next = tokio::time::Instant::now() + this.idle;
+            this.deadline.as_mut().reset(next);
+            return Poll::Ready(frame);
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimeout.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A problem for a failure caused by the client's body (too large, too
+/// slow, malformed chunked encoding), rather than by the upstream.
 fn client_error(error: &hyper_util::client::legacy::Error) -> Option<Response<Body>> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut from_client_body = false;
     while let Some(e) = cause {
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
+        if e.is::<http_body_util::LengthLimitError>() || e.is::<BodyTimeout>() {
             return Some(client_body_problem(e));
         }
         from_client_body |= e
@@ -351,13 +408,18 @@ fn client_error(error: &hyper_util::client::legacy::Error) -> Option<Response<Bo
 fn client_body_problem(error: &(dyn std::error::Error + 'static)) -> Response<Body> {
     let mut cause = Some(error);
     while let Some(e) = cause {
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
+        if e.is::<http_body_util::LengthLimitError>() {
             return reply::problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 problem::PAYLOAD_TOO_LARGE,
                 "the request body is larger than the limit",
+            );
+        }
+        if e.is::<BodyTimeout>() {
+            return reply::problem(
+                StatusCode::REQUEST_TIMEOUT,
+                problem::REQUEST_TIMEOUT,
+                "the request body stopped coming",
             );
         }
         cause = e.source();

@@ -18,6 +18,8 @@ pub struct Route {
     pub access: Access,
     /// The largest request body forwarded, in bytes.
     pub body_limit: u64,
+    /// Longest wait for the next part of a request body.
+    pub body_timeout: std::time::Duration,
     pub rate_limit: Option<Arc<Limiter>>,
     pub stats: Arc<RouteStats>,
 }
@@ -99,6 +101,7 @@ mod tests {
             sticky_cookie: "c".into(),
             access: Access::default(),
             body_limit: 1024,
+            body_timeout: std::time::Duration::from_secs(1),
             rate_limit: None,
             stats: Arc::default(),
         }

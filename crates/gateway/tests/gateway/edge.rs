@@ -220,6 +220,45 @@ async fn malformed_http_is_answered_400_or_431() {
     );
 }
 
+/// Requests whose framing two parsers could read differently (the ground of
+/// request smuggling): refused with 400, or, with both `Content-Length` and
+/// `Transfer-Encoding`, read as chunked and the connection closed after the
+/// answer (RFC 9112 §6.3 allows either). Either way nothing sent after them
+/// on that connection is taken as a request.
+#[tokio::test]
+async fn ambiguous_framing_is_never_read_two_ways() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (head, status) in [
+        ("Content-Length: 5\r\nTransfer-Encoding: chunked", "200"),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 5", "200"),
+        ("Content-Length: 5\r\nContent-Length: 41", "400"),
+        ("Content-Length: 5, 41", "400"),
+        ("Content-Length: +5", "400"),
+        ("Transfer-Encoding: xchunked", "400"),
+        ("Transfer-Encoding: chunked, identity", "400"),
+        ("X-Folded: a\r\n b\r\nContent-Length: 5", "400"),
+    ] {
+        let hits = a.hits();
+        let raw = format!("POST /x HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n0\r\n\r\n{smuggled}");
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let _ = stream.write_all(raw.as_bytes()).await;
+        let mut answer = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{head:?} answered {text:?}"
+        );
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{head:?}: {text}");
+        assert!(closed.is_ok(), "{head:?}: the connection stayed open");
+        let reached = a.hits() - hits;
+        assert_eq!(reached, usize::from(status == "200"), "{head:?}");
+    }
+}
+
 #[tokio::test]
 async fn http2_without_tls_is_served() {
     let a = Upstream::start("a").await;
@@ -447,4 +486,124 @@ async fn a_body_over_the_services_limit_is_refused_before_forwarding() {
         .await
         .unwrap();
     assert_eq!(under.status(), 200);
+}
+
+/// A client that trickles its headers, or stops sending its body, is not
+/// waited for: 408 for the body, the connection closed for the headers.
+#[tokio::test]
+async fn slow_clients_time_out() {
+    let a = Upstream::start("a").await;
+    let toml = route(&[&a], "health = { path = \"\" }").replace(
+        "access_log = false",
+        "access_log = false\nheader_timeout_ms = 300\nbody_timeout_ms = 300",
+    );
+    let gw = gateway(&toml).await;
+
+    let mut headers = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    headers
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let ended =
+        tokio::time::timeout(Duration::from_secs(3), headers.read_to_end(&mut answer)).await;
+    assert!(
+        ended.is_ok(),
+        "a connection with unfinished headers stayed open"
+    );
+
+    for (framing, first_part) in [
+        ("Content-Length: 10", "hello".to_owned()),
+        ("Content-Length: 100000", "x".repeat(70_000)),
+        ("Transfer-Encoding: chunked", "5\r\nhello\r\n".to_owned()),
+    ] {
+        let mut body = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let head = format!("POST /echo HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n{first_part}");
+        body.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 12];
+        tokio::time::timeout(Duration::from_secs(3), body.read_exact(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{framing}: no answer while the body stalled"))
+            .unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 408", "{framing}");
+    }
+}
+
+/// With `max_connections` open, one more is closed as it comes (and
+/// counted), while those open go on being served.
+#[tokio::test]
+async fn connections_over_the_limit_are_closed() {
+    let a = Upstream::start("a").await;
+    let toml = route(&[&a], "health = { path = \"\" }").replace(
+        "access_log = false",
+        "access_log = false\nmax_connections = 2",
+    );
+    let gw = gateway(&toml).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0; 12];
+        stream.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200");
+        open.push(stream);
+    }
+    let mut third = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), third.read_to_end(&mut answer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the third connection was served: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_connections_refused_total 1"),
+        "{metrics}"
+    );
+}
+
+/// HTTP/2 clients are told how many streams they may open at once.
+#[tokio::test]
+async fn http2_clients_get_a_stream_limit() {
+    let a = Upstream::start("a").await;
+    let toml = route(&[&a], "health = { path = \"\" }").replace(
+        "access_log = false",
+        "access_log = false\nhttp2_max_streams = 7",
+    );
+    let gw = gateway(&toml).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut head = [0; 9];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[3], 4, "the server's first frame is SETTINGS");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|s| {
+            (
+                u16::from_be_bytes([s[0], s[1]]),
+                u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
+    assert!(settings.contains(&(3, 7)), "{settings:?}");
 }
