@@ -297,6 +297,31 @@ pub struct Feed(
 );
 
 impl Feed {
+    /// Sends a text frame.
+    pub async fn send_text(
+        &mut self,
+        text: String,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        use futures::SinkExt;
+        self.0
+            .send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+    }
+
+    /// Whether the server closes the websocket within `timeout`.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        use futures::StreamExt;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline.into(), self.0.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_))) => return true,
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// The next JSON text frame, or panics after `timeout`.
     pub async fn next_json(&mut self, timeout: Duration) -> Value {
         use futures::StreamExt;

@@ -90,13 +90,21 @@ pub async fn roundtrip(
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
+/// The largest frame or message a websocket client may send: it has
+/// nothing to say but its close.
+const WS_LIMIT: usize = 4096;
+
 /// Pushes every stored pair as a JSON text frame
-/// `{"key","value","stored_at","correlation_id"}`.
+/// `{"key","value","stored_at","correlation_id"}`; a client frame over 4 KiB
+/// ends the connection.
 #[utoipa::path(get, path = "/ws", responses(
     (status = 101, description = "Websocket of stored pairs", body = StoredV1),
 ))]
 pub async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| push(socket, state))
+    upgrade
+        .max_frame_size(WS_LIMIT)
+        .max_message_size(WS_LIMIT)
+        .on_upgrade(move |socket| push(socket, state))
 }
 
 async fn push(mut socket: WebSocket, state: AppState) {

@@ -146,3 +146,31 @@ async fn assert_still_healthy(app: &TestApp) {
     let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
 }
+
+/// Abuse that a parser could be made to pay for: JSON nested deeper than
+/// serde_json follows is refused with a 4xx, and a websocket client sending
+/// a frame over its limit is disconnected; the stack goes on serving.
+#[tokio::test]
+async fn deep_json_and_big_websocket_frames_are_refused() {
+    let app = spawn_app().await;
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for path in ["/users", "/notifications/messages", "/kv/roundtrip"] {
+        let response = post_raw(&app, path, "application/json", deep.clone()).await;
+        assert!(
+            matches!(response.status().as_u16(), 400 | 422),
+            "{path}: {}",
+            response.status()
+        );
+    }
+    let mut feed = app.websocket("/kv/ws").await;
+    let _ = feed.send_text("x".repeat(64 * 1024)).await;
+    assert!(
+        feed.closed_within(Duration::from_secs(5)).await,
+        "a 64 KiB frame was taken"
+    );
+    let mut small = app.websocket("/kv/ws").await;
+    small.send_text("hello".to_owned()).await.unwrap();
+    let id = app.roundtrip("after-abuse", "v").await;
+    small.wait_for(&id, Duration::from_secs(10)).await;
+    assert_still_healthy(&app).await;
+}
