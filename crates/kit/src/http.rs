@@ -28,6 +28,7 @@ pub fn app(routes: Router, mut openapi: utoipa::openapi::OpenApi, ctx: &Context)
     // The page loads the document relative to itself, so that it works both
     // directly and behind the gateway's `/<service>` prefix.
     openapi.servers = Some(vec![utoipa::openapi::Server::new(format!("/{}", ctx.name))]);
+    let openapi = crate::openapi::complete(openapi);
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)
         .config(Config::new(["../openapi.json"]));

@@ -20,6 +20,7 @@ pub mod fields;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod problem;
 pub mod runtime;

@@ -5,10 +5,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// The largest page of any list.
+pub const MAX_LIMIT: u32 = 1000;
+
 /// The query parameters of a paginated list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// Page size (default and bounds depend on the list).
+    /// Page size (its default depends on the list).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next` value of the previous page.
     pub after: Option<String>,
@@ -53,12 +58,12 @@ impl PageRequest {
 }
 
 impl PageParams {
-    /// Checks `limit` against `1..=max`, defaulting to `default`.
-    pub fn validate(self, default: u32, max: u32) -> Result<PageRequest, Error> {
+    /// Checks `limit` against `1..=MAX_LIMIT`, defaulting to `default`.
+    pub fn validate(self, default: u32) -> Result<PageRequest, Error> {
         let limit = self.limit.unwrap_or(default);
-        if !(1..=max).contains(&limit) {
+        if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(Error::BadQuery(format!(
-                "`limit` must be between 1 and {max}"
+                "`limit` must be between 1 and {MAX_LIMIT}"
             )));
         }
         Ok(PageRequest {
@@ -75,9 +80,10 @@ mod tests {
     #[test]
     fn bounds_and_page() {
         let params = |limit| PageParams { limit, after: None };
-        assert!(params(Some(0)).validate(10, 100).is_err());
-        assert!(params(Some(101)).validate(10, 100).is_err());
-        let request = params(None).validate(2, 100).unwrap();
+        assert!(params(Some(0)).validate(10).is_err());
+        assert!(params(Some(MAX_LIMIT + 1)).validate(10).is_err());
+        assert!(params(Some(MAX_LIMIT)).validate(10).is_ok());
+        let request = params(None).validate(2).unwrap();
         assert_eq!(request.fetch(), 3);
         let page: Page<&str> = request.page(vec!["a", "b", "c"], |s| s);
         assert_eq!(

@@ -331,7 +331,7 @@ pub async fn list_batches(
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<BatchBody>>, Error> {
-    let request = params.validate(20, 500)?;
+    let request = params.validate(20)?;
     let batches = state.store.batches(&request.after, request.fetch()).await?;
     Ok(Json(request.page(batches, |b| &b.id)))
 }

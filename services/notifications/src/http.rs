@@ -114,7 +114,7 @@ pub async fn list(
     State(app): State<AppState>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<MessageBody>>, Error> {
-    let request = params.validate(100, 1000)?;
+    let request = params.validate(100)?;
     let items = store::list(&app.ctx.db, &request.after, request.fetch()).await?;
     Ok(Json(request.page(items, |m| &m.id)))
 }

@@ -134,7 +134,7 @@ pub async fn list(
     State(AppState { ctx }): State<AppState>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<UserBody>>, Error> {
-    let request = params.validate(50, 500)?;
+    let request = params.validate(50)?;
     let users = store::list(&ctx.db, &request.after, request.fetch()).await?;
     Ok(Json(request.page(users, |u| &u.id)))
 }
