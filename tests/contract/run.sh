@@ -4,12 +4,15 @@
 # checks, against each service's document through the gateway, once with a
 # fixed seed and once with a random one (printed, to replay a failure).
 #
-#   tests/contract/run.sh [flotilla binary]    (default target/debug/flotilla)
+#   tests/contract/run.sh [service...]    (every service by default)
 #
-# schemathesis is installed from PyPI into target/schemathesis, pinned.
+# FLOTILLA_BIN names the binary (target/debug/flotilla by default).
+# tests/contract/<service>.toml, when there is one, is that service's
+# schemathesis configuration. schemathesis is installed from PyPI into
+# target/schemathesis, pinned.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-flotilla=${1:-target/debug/flotilla}
+flotilla=${FLOTILLA_BIN:-target/debug/flotilla}
 version=4.32.5
 venv=target/schemathesis
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
@@ -39,14 +42,16 @@ token=$(curl -s -o /dev/null -D - "$base/auth/login" -H "cookie: flotilla_csrf=$
     | tr -d '\r' | sed -n 's/^set-cookie: auth_token=\([^;]*\).*/\1/Ip')
 [ -n "$token" ] || { echo "contract: could not sign in" >&2; exit 1; }
 
-services=$(curl -fs "$base/_flotilla/api/services" | python3 -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin)["services"])))')
+services=${*:-$(curl -fs "$base/_flotilla/api/services" | python3 -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin)["services"])))')}
 random_seed=$(python3 -c 'import random; print(random.randrange(1, 2**31))')
 echo "contract: schemathesis $version, seeds 1 and $random_seed, services: $services"
 status=0
 for seed in 1 "$random_seed"; do
     for service in $services; do
         echo "contract: $service, seed $seed"
-        "$venv/bin/schemathesis" run "$base/$service/openapi.json" --url "$base/$service" \
+        config=()
+        [ -f "tests/contract/$service.toml" ] && config=(--config-file "tests/contract/$service.toml")
+        "$venv/bin/schemathesis" "${config[@]}" run "$base/$service/openapi.json" --url "$base/$service" \
             -H "Authorization: Bearer $token" --checks all --max-examples 40 --seed "$seed" \
             --generation-database none --no-color || status=1
     done
