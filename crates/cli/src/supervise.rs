@@ -13,6 +13,11 @@ use crate::{Entry, UpArgs};
 /// Longest wait before a crashed instance is started again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// An instance that lived this long did not crash at start-up: it is
+/// started again after the shortest wait, whatever came before. Only
+/// instances that keep dying young wait longer and longer.
+const STARTED_FINE: Duration = Duration::from_secs(10);
+
 /// The command line and environment of one instance of `entry`: the
 /// backends, then every setting of the service that was given, forwarded
 /// generically. Secrets (database and bus URLs, secret settings) go through
@@ -96,7 +101,7 @@ pub async fn supervise(
         let _pipe = child.stdin.take();
         tokio::select! {
             status = child.wait() => {
-                if started.elapsed() > Duration::from_secs(60) {
+                if started.elapsed() >= STARTED_FINE {
                     backoff = Duration::from_secs(1);
                 }
                 tracing::warn!(%service, status = ?status.ok(), ?backoff, "instance exited; restarting");

@@ -502,7 +502,7 @@ async fn a_service_run_alone_registers_with_the_gateway_and_leaves_on_stop() {
         .send()
         .await
         .unwrap();
-    assert_eq!(after.status(), 404, "a stopped instance deregisters");
+    assert_eq!(after.status(), 503, "a stopped instance deregisters");
     assert!(gateway.terminate().await.success());
 }
 

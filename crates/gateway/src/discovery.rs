@@ -90,12 +90,22 @@ impl Sources {
             .registered
             .iter()
             .flat_map(|(service, urls)| service_routes(service, urls.keys().cloned().collect()));
+        // A service the gateway was told of keeps its routes while none of
+        // its instances is registered (all restarting, say): its callers
+        // get 503, not 404.
+        let told = self
+            .file
+            .iter()
+            .flat_map(|f| f.config.gateway.services.keys())
+            .chain(self.base.gateway.services.keys())
+            .flat_map(|service| service_routes(service, Vec::new()));
         let made = self
             .base
             .routes
             .iter()
             .cloned()
             .chain(registered)
+            .chain(told)
             .map(|mut route| {
                 if let Some(balance) = self.defaults(&route.service_name()).balance {
                     route.balance = balance;

@@ -211,6 +211,17 @@ pub(crate) async fn forward(
             }
         }
     }
+    if pool.instances().is_empty() {
+        let mut response = reply::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            problem::BAD_GATEWAY,
+            &format!("no instance of {} is running", pool.service),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Forwarded::local(response);
+    }
     Forwarded {
         response: reply::problem(
             StatusCode::BAD_GATEWAY,

@@ -121,6 +121,37 @@ async fn registered_instances_are_routed_until_their_ttl_lapses() {
     assert_eq!(status(&client, format!("{}/things/x", gw.url)).await, 404);
 }
 
+/// A service the gateway was told of (`[gateway.services]`, as `flotilla`
+/// gives every service) keeps its routes while none of its instances is
+/// registered: its callers get 503 with Retry-After, not 404.
+#[tokio::test]
+async fn a_known_service_without_instances_is_503() {
+    let a = Upstream::start("a").await;
+    let config =
+        Config::parse("[gateway]\naccess_log = false\n[gateway.services.things]\n").unwrap();
+    let gw = start(config, None).await;
+    let client = reqwest::Client::new();
+    let unknown = client
+        .get(format!("{}/things/x", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 503);
+    assert_eq!(unknown.headers()["retry-after"], "1");
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
+    let registry = format!("{}/_flotilla/registry/instances", gw.url);
+    let body = json!({ "service": "things", "url": a.url, "ttl_ms": 600 });
+    let created = client.post(&registry).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(status(&client, format!("{}/things/x", gw.url)).await, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(status(&client, format!("{}/things/x", gw.url)).await, 503);
+    assert_eq!(status(&client, format!("{}/nothing/x", gw.url)).await, 404);
+}
+
 #[tokio::test]
 async fn bad_registrations_are_422() {
     let gw = start(Config::default(), None).await;
