@@ -1,5 +1,18 @@
 //! Fields several services parse at their edge: a person's display name
-//! and e-mail address. No I/O.
+//! and e-mail address, with the JSON Schemas that say what `parse` accepts.
+//! No I/O.
+
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
+
+/// What `str::trim` removes (Unicode `White_Space`), as the inside of a
+/// regular expression's character class.
+pub const SPACE_CLASS: &str =
+    r"\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// What `char::is_control` is true of (Unicode `Cc`), as the inside of a
+/// character class.
+pub const CONTROL_CLASS: &str = r"\u0000-\u001f\u007f-\u009f";
 
 /// A person's display name: trimmed, 1 to 100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +39,26 @@ impl DisplayName {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for DisplayName {
+    fn schema() -> RefOr<Schema> {
+        let (space, control) = (SPACE_CLASS, CONTROL_CLASS);
+        let inner = Self::MAX_CHARS - 2;
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A display name: 1 to 100 characters and no control characters once \
+                 leading and trailing whitespace is trimmed.",
+            ))
+            .pattern(Some(format!(
+                "^[{space}]*[^{control}{space}](?:[^{control}]{{0,{inner}}}[^{control}{space}])?[{space}]*$"
+            )))
+            .examples(["Ada Lovelace"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DisplayName {}
 
 /// An e-mail address, checked for the shape `local@domain.tld` (the only
 /// real check of an address is a message that arrives).
@@ -77,6 +110,41 @@ impl Email {
         self.0.to_lowercase()
     }
 }
+
+impl utoipa::PartialSchema for Email {
+    /// The address's shape, its local part's length and its whole length,
+    /// each a pattern, all allowing the whitespace `parse` trims.
+    fn schema() -> RefOr<Schema> {
+        let space = SPACE_CLASS;
+        let local = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+        let label = "[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?";
+        let pattern = |pattern: String| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+        };
+        AllOfBuilder::new()
+            .description(Some(
+                "An e-mail address `local@domain.tld`, leading and trailing whitespace \
+                 trimmed: at most 254 bytes, a local part of at most 64 bytes without \
+                 a leading, trailing or doubled dot, a domain of two or more labels \
+                 that neither start nor end with a hyphen. Letters and digits of any \
+                 script are accepted as well as the ASCII ones the patterns name.",
+            ))
+            .item(pattern(format!(
+                r"^[{space}]*{local}(?:\.{local})*@{label}(?:\.{label})+[{space}]*$"
+            )))
+            .item(pattern(format!("^[{space}]*[^@]{{1,64}}@")))
+            .item(pattern(format!(
+                "^[{space}]*[^{space}]{{1,{}}}[{space}]*$",
+                Self::MAX_LEN
+            )))
+            .examples(["ada@example.com"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Email {}
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use flotilla_kit::fields::{CONTROL_CLASS, SPACE_CLASS};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
 /// A Slack channel name: 1 to 80 characters, no whitespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel(String);
@@ -26,6 +30,25 @@ impl Channel {
     }
 }
 
+impl utoipa::PartialSchema for Channel {
+    fn schema() -> RefOr<Schema> {
+        let (space, control) = (SPACE_CLASS, CONTROL_CLASS);
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A Slack channel: 1 to 80 characters, none of them whitespace or a \
+                 control character, once leading and trailing whitespace is trimmed.",
+            ))
+            .pattern(Some(format!(
+                "^[{space}]*[^{control}{space}]{{1,80}}[{space}]*$"
+            )))
+            .examples(["#user"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Channel {}
+
 /// A message text: 1 to 4,000 characters, the length Slack recommends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text(String);
@@ -45,6 +68,22 @@ impl Text {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for Text {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A message: at most 4,000 characters, not all of them whitespace.",
+            ))
+            .max_length(Some(4000))
+            .pattern(Some(format!("[^{SPACE_CLASS}]")))
+            .examples(["User 42 created"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Text {}
 
 /// Delivery states, as stored and shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,12 +32,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The body of `POST /messages`.
+/// The body of `POST /messages`; other fields are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SendMessage {
-    #[schema(example = "#user")]
+    #[schema(value_type = Channel)]
     channel: String,
-    #[schema(example = "User 42 created")]
+    #[schema(value_type = Text)]
     message: String,
 }
 
@@ -76,7 +76,7 @@ impl From<Stored> for MessageBody {
 /// background, with retries.
 #[utoipa::path(post, path = "/messages", request_body = SendMessage, responses(
     (status = 202, body = MessageBody),
-    (status = 422, body = flotilla_kit::Problem),
+    (status = 422, description = "Invalid channel or message", body = flotilla_kit::Problem),
 ))]
 pub async fn send(
     State(app): State<AppState>,

@@ -105,7 +105,15 @@ async fn invalid_messages_are_refused() {
     for (body, field) in [
         (json!({ "channel": "", "message": "hi" }), "channel"),
         (json!({ "channel": "#a b", "message": "hi" }), "channel"),
+        (
+            json!({ "channel": "#us\u{7}er", "message": "hi" }),
+            "channel",
+        ),
         (json!({ "channel": "#user", "message": "" }), "message"),
+        (
+            json!({ "channel": "#user", "message": " \n\u{3000}" }),
+            "message",
+        ),
         (
             json!({ "channel": "#user", "message": "x".repeat(4001) }),
             "message",

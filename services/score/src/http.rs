@@ -107,20 +107,42 @@ pub async fn player(
     }
 }
 
-/// Which leaderboard.
+/// A leaderboard's period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// One day's games.
+    Day,
+    /// All games.
+    #[default]
+    All,
+}
+
+/// Which leaderboard; other parameters are refused.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LeaderboardQuery {
     /// `day` (one day's games; the latest day played unless `date` says)
     /// or `all` (all time). `all` by default.
-    #[param(pattern = "^(day|all)$")]
-    period: Option<String>,
-    /// For `period=day`: YYYY-MM-DD.
-    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[param(inline)]
+    period: Option<Period>,
+    /// The day shown with `period=day` (YYYY-MM-DD, a real date); checked,
+    /// then ignored, with `all`.
+    #[param(value_type = Option<String>, format = Date)]
     date: Option<String>,
     /// How many lines, 1 to 100 (10 by default).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+}
+
+/// `raw` if it is a calendar date written YYYY-MM-DD.
+fn calendar_date(raw: String) -> Result<String, Error> {
+    let date: Option<jiff::civil::Date> = raw.parse().ok();
+    match date {
+        Some(date) if date.to_string() == raw => Ok(raw),
+        _ => Err(Error::BadQuery("date is YYYY-MM-DD".to_owned())),
+    }
 }
 
 /// A line of a leaderboard.
@@ -138,7 +160,7 @@ pub struct Entry {
 /// A leaderboard, and the caller's own line when signed in and ranked.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LeaderboardBody {
-    period: String,
+    period: Period,
     /// For `day`: the day shown (null when nobody played yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     date: Option<String>,
@@ -166,7 +188,7 @@ fn entry(rank: i64, line: Line, day: bool) -> Entry {
 /// The top players of a day or of all time, with the caller's rank.
 #[utoipa::path(get, path = "/leaderboard", params(LeaderboardQuery), responses(
     (status = 200, body = LeaderboardBody),
-    (status = 400, description = "An unknown period, a bad date or limit", body = Problem),
+    (status = 400, description = "An unknown period or parameter, a bad date or limit", body = Problem),
 ))]
 pub async fn leaderboard(
     State(state): State<AppState>,
@@ -178,7 +200,8 @@ pub async fn leaderboard(
     if !(1..=100).contains(&limit) {
         return Err(Error::BadQuery("limit is 1 to 100".to_owned()));
     }
-    let period = query.period.unwrap_or_else(|| "all".to_owned());
+    let date = query.date.map(calendar_date).transpose()?;
+    let period = query.period.unwrap_or_default();
     let rank_of = |lines: Vec<Line>, day: bool| -> Vec<Entry> {
         let mut entries: Vec<Entry> = Vec::with_capacity(lines.len());
         for (i, line) in lines.into_iter().enumerate() {
@@ -190,8 +213,8 @@ pub async fn leaderboard(
         }
         entries
     };
-    match period.as_str() {
-        "all" => {
+    match period {
+        Period::All => {
             let entries = rank_of(store::all_time(db, limit).await?, false);
             let me = match &caller {
                 Some(caller) => match store::player(db, &caller.id).await? {
@@ -217,14 +240,10 @@ pub async fn leaderboard(
                 me,
             }))
         }
-        "day" => {
-            let date = match query.date {
-                Some(date) => {
-                    date.parse::<jiff::civil::Date>()
-                        .map_err(|_| Error::BadQuery("date is YYYY-MM-DD".to_owned()))?;
-                    Some(date)
-                }
+        Period::Day => {
+            let date = match date {
                 None => store::latest_day(db).await?,
+                given => given,
             };
             let Some(date) = date else {
                 return Ok(Json(LeaderboardBody {
@@ -248,6 +267,5 @@ pub async fn leaderboard(
                 me,
             }))
         }
-        _ => Err(Error::BadQuery("period is day or all".to_owned())),
     }
 }

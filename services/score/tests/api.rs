@@ -136,6 +136,11 @@ async fn bad_requests_are_problems() {
         "/leaderboard?limit=0",
         "/leaderboard?limit=101",
         "/leaderboard?period=day&date=yesterday",
+        "/leaderboard?period=day&date=2026-02-30",
+        "/leaderboard?period=day&date=20261201",
+        "/leaderboard?date=",
+        "/leaderboard?period=all&date=someday",
+        "/leaderboard?page=2",
     ] {
         let response = get_as(&app, None, bad).await;
         assert_eq!(response.status(), 400, "{bad}");

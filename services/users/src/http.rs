@@ -28,12 +28,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The body of `POST /users`.
+/// The body of `POST /users`; other fields are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUser {
-    #[schema(example = "foo")]
+    #[schema(value_type = DisplayName)]
     name: String,
-    #[schema(example = "foo@example.com")]
+    #[schema(value_type = Email)]
     email: String,
 }
 

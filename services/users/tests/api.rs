@@ -63,6 +63,7 @@ async fn invalid_fields_are_422_naming_the_field() {
         ("", "a@example.com", "name"),
         ("   ", "a@example.com", "name"),
         (long.as_str(), "a@example.com", "name"),
+        ("a\u{1}b", "a@example.com", "name"),
         ("foo", "bar", "email"),
         ("foo", "foo@", "email"),
     ] {
