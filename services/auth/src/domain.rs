@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
 /// A password as chosen at sign-up: at least 10 characters, at most 1,024
 /// bytes (argon2 hashes any length; the cap bounds the work per request),
 /// and not one of the passwords most often seen in leaks.
@@ -36,6 +39,29 @@ impl Password {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for Password {
+    /// The length in characters (no more than 1,024 fit in 1,024 bytes), and
+    /// a pattern for the repeated character, which spells the minimum out
+    /// again for generators to draw from. The byte limit and the list of
+    /// common passwords are only described.
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "At least 10 characters and at most 1,024 bytes of UTF-8; not one \
+                 character repeated, nor (ignoring case) one of the passwords most \
+                 often seen in leaks.",
+            ))
+            .min_length(Some(Self::MIN_CHARS))
+            .max_length(Some(Self::MAX_BYTES))
+            .pattern(Some(r"^(?!([\s\S])\1*$)[\s\S]{10}"))
+            .examples(["correct horse battery staple"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Password {}
 
 /// Whether `password` is, ignoring case, one of the most common passwords of
 /// ten characters or more, or a run of one repeated character.

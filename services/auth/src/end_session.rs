@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use flotilla_kit::{Error, Form, Query};
+use flotilla_kit::{Error, Form, Problem, Query};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -17,17 +17,26 @@ use crate::{pages, store};
 
 /// Where to go after signing out, and the confirmation form's token.
 #[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 pub struct EndSession {
+    /// The client whose post-logout URI is asked for.
+    #[schema(nullable = false)]
     client_id: Option<String>,
-    /// One of the client's registered post-logout URIs.
+    /// One of the client's registered post-logout URIs; with `client_id`.
+    #[schema(nullable = false)]
     post_logout_redirect_uri: Option<String>,
     /// Given back with the redirection.
+    #[schema(nullable = false)]
     state: Option<String>,
     /// Accepted; the client is named by `client_id`.
     #[allow(dead_code)]
+    #[schema(nullable = false)]
     id_token_hint: Option<String>,
-    /// The confirmation form's CSRF token.
+    /// The confirmation form's CSRF token: the value of the `flotilla_csrf`
+    /// cookie. Read from the form only.
     #[serde(default)]
+    #[schema(required = true)]
+    #[param(ignore)]
     csrf: String,
 }
 
@@ -49,8 +58,12 @@ fn target<'a>(state: &AppState, request: &'a EndSession) -> Result<Option<&'a st
 
 /// Asks the signed-in person to confirm signing out.
 #[utoipa::path(get, path = "/end_session", params(EndSession), responses(
-    (status = 200, description = "The confirmation form", content_type = "text/html"),
-    (status = 400, description = "A post-logout URI not registered for the client", content_type = "text/html"),
+    (status = 200, description = "The confirmation form", body = String, content_type = "text/html"),
+    (status = 400, description = "A post-logout URI not registered for the client: an error page; or a \
+        query that does not parse", content(
+        (String = "text/html"),
+        (Problem = "application/problem+json"),
+    )),
 ))]
 pub async fn confirm(
     State(state): State<AppState>,
@@ -77,12 +90,18 @@ pub async fn confirm(
 /// shows that the person is signed out.
 #[utoipa::path(post, path = "/end_session",
     request_body(content = EndSession, content_type = "application/x-www-form-urlencoded"),
+    params(("flotilla_csrf" = String, Cookie,
+        description = "The CSRF cookie the form's `csrf` field repeats", pattern = "^[0-9A-Fa-f]{64}$")),
     responses(
-        (status = 303, description = "Signed out, back to the client"),
-        (status = 200, description = "Signed out", content_type = "text/html"),
-        (status = 400, description = "A post-logout URI not registered for the client", content_type = "text/html"),
-        (status = 403, description = "The CSRF token is missing or wrong", body = flotilla_kit::Problem),
-        (status = 415, description = "Not a form", body = flotilla_kit::Problem),
+        (status = 303, description = "Signed out, back to the client", headers(("location" = String))),
+        (status = 200, description = "Signed out", body = String, content_type = "text/html"),
+        (status = 400, description = "A post-logout URI not registered for the client: an error page; or a \
+            body that does not parse", content(
+            (String = "text/html"),
+            (Problem = "application/problem+json"),
+        )),
+        (status = 403, description = "The CSRF token is missing or wrong", body = Problem),
+        (status = 415, description = "Not a form", body = Problem),
 ))]
 pub async fn end(
     State(state): State<AppState>,

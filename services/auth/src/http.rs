@@ -9,9 +9,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use flotilla_contracts::AccountCreatedV1;
+use flotilla_kit::fields::{DisplayName, Email};
 use flotilla_kit::{Context, Error, Form, Json, Problem};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::{self, Password, Role};
 use crate::session::{self, Cookies};
@@ -39,7 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/token", post(token::token))
         .route("/revoke", post(revocation::revoke))
         .route("/introspect", post(revocation::introspect))
-        .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo_post))
         .route(
             "/end_session",
             get(end_session::confirm).post(end_session::end),
@@ -47,17 +50,46 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The body of `POST /auth/signup`.
+/// The body of `POST /auth/signup`; other fields are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignupRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(value_type = EmailAddress)]
     email: String,
-    #[schema(example = "Ada")]
+    #[schema(value_type = DisplayName)]
     name: String,
-    /// 10 characters or more, not a common password.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(value_type = Password)]
     password: String,
 }
+
+/// An e-mail address as `Email::parse` takes it, in one pattern whose
+/// lookaheads bound the lengths (the kit's `Email` schema bounds them with
+/// two more patterns, which generators draw examples from slowly).
+pub struct EmailAddress;
+
+impl PartialSchema for EmailAddress {
+    fn schema() -> RefOr<Schema> {
+        let space = flotilla_kit::fields::SPACE_CLASS;
+        let local = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+        let label = "[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?";
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An e-mail address `local@domain.tld`, leading and trailing whitespace \
+                 trimmed: at most 254 bytes, a local part of at most 64 bytes without a \
+                 leading, trailing or doubled dot, a domain of two or more labels that \
+                 neither start nor end with a hyphen. Letters and digits of any script \
+                 are accepted as well as the ASCII ones the pattern names.",
+            ))
+            .pattern(Some(format!(
+                "^[{space}]*(?![^@]{{65}})(?![^{space}]{{255}})\
+                 {local}(?:\\.{local})*@{label}(?:\\.{label})+[{space}]*$"
+            )))
+            .examples(["ada@example.com"])
+            .into()
+    }
+}
+
+impl ToSchema for EmailAddress {}
 
 /// An account as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,17 +114,21 @@ impl AccountBody {
     }
 }
 
-/// The sign-up form's fields.
+/// The sign-up form's fields, checked as those of the JSON body are.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignupForm {
     /// The value of the page's `flotilla_csrf` cookie.
     #[serde(default)]
+    #[schema(required = true)]
     csrf: String,
     #[serde(default)]
+    #[schema(value_type = EmailAddress, required = true)]
     email: String,
     #[serde(default)]
+    #[schema(value_type = DisplayName, required = true)]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Password, required = true)]
     password: String,
 }
 
@@ -106,11 +142,17 @@ pub struct SignupForm {
     responses(
     (status = 201, body = AccountBody),
     (status = 303, description = "From the form: created, go and sign in"),
-    (status = 400, description = "A body that does not parse", body = flotilla_kit::Problem),
-    (status = 415, description = "Another content type", body = flotilla_kit::Problem),
-    (status = 403, description = "From the form: the CSRF token is missing or wrong", body = flotilla_kit::Problem),
-    (status = 409, description = "The email has an account", body = flotilla_kit::Problem),
-    (status = 422, description = "Email, name or password invalid", body = flotilla_kit::Problem),
+    (status = 400, description = "A body that does not parse", body = Problem),
+    (status = 415, description = "Another content type", body = Problem),
+    (status = 403, description = "From the form: the CSRF token is missing or wrong", body = Problem),
+    (status = 409, description = "The email has an account: a problem, or the form again", content(
+        (Problem = "application/problem+json"),
+        (String = "text/html"),
+    )),
+    (status = 422, description = "Email, name or password invalid: a problem, or the form again", content(
+        (Problem = "application/problem+json"),
+        (String = "text/html"),
+    )),
 ))]
 pub async fn signup(State(state): State<AppState>, request: Request) -> Response {
     let form = request
@@ -173,8 +215,8 @@ fn error_status(error: &Error) -> StatusCode {
 /// Checks the fields, hashes the password and stores the account, staging
 /// `account.created` with it.
 async fn create(state: &AppState, email: &str, name: &str, raw: &str) -> Result<Account, Error> {
-    let email = flotilla_kit::fields::Email::parse(email).map_err(Error::field("email"))?;
-    let name = flotilla_kit::fields::DisplayName::parse(name).map_err(Error::field("name"))?;
+    let email = Email::parse(email).map_err(Error::field("email"))?;
+    let name = DisplayName::parse(name).map_err(Error::field("name"))?;
     let password = Password::parse(raw).map_err(Error::field("password"))?;
     if store::account_id_by_email(&state.ctx.db, &email.key())
         .await?
@@ -206,7 +248,7 @@ async fn create(state: &AppState, email: &str, name: &str, raw: &str) -> Result<
 }
 
 /// The sign-up page.
-#[utoipa::path(get, path = "/signup", responses((status = 200, content_type = "text/html")))]
+#[utoipa::path(get, path = "/signup", responses((status = 200, body = String, content_type = "text/html")))]
 pub async fn signup_page(headers: HeaderMap) -> Response {
     let cookies = Cookies::from(&headers);
     let (csrf, cookie) = session::csrf_token(&cookies, &headers);
@@ -219,16 +261,18 @@ pub async fn signup_page(headers: HeaderMap) -> Response {
     with_cookies(Html(html).into_response(), cookie.into_iter().collect())
 }
 
+/// The login page's query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LoginParams {
     /// A path on this site to go to once signed in (default `/`).
     return_to: Option<String>,
-    /// Set after a sign-up, to say so on the page.
+    /// Set, to any value, after a sign-up, to say so on the page.
     signed_up: Option<String>,
 }
 
 /// The login page.
-#[utoipa::path(get, path = "/login", params(LoginParams), responses((status = 200, content_type = "text/html")))]
+#[utoipa::path(get, path = "/login", params(LoginParams), responses((status = 200, body = String, content_type = "text/html")))]
 pub async fn login_page(headers: HeaderMap, Query(params): Query<LoginParams>) -> Response {
     let cookies = Cookies::from(&headers);
     let (csrf, cookie) = session::csrf_token(&cookies, &headers);
@@ -250,11 +294,16 @@ pub async fn login_page(headers: HeaderMap, Query(params): Query<LoginParams>) -
 pub struct LoginForm {
     /// The value of the page's `flotilla_csrf` cookie.
     #[serde(default)]
+    #[schema(required = true)]
     csrf: String,
     #[serde(default)]
+    #[schema(required = true)]
     email: String,
     #[serde(default)]
+    #[schema(required = true)]
     password: String,
+    /// A path on this site to go to once signed in (default `/`).
+    #[schema(nullable = false)]
     return_to: Option<String>,
 }
 
@@ -263,13 +312,16 @@ pub struct LoginForm {
 /// same work, for both); 429 once failures are over the limit.
 #[utoipa::path(post, path = "/login",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    params(("flotilla_csrf" = String, Cookie,
+        description = "The CSRF cookie the form's `csrf` field repeats", pattern = "^[0-9A-Fa-f]{64}$")),
     responses(
     (status = 303, description = "Signed in: the session cookie is set"),
-    (status = 400, description = "A body that does not parse", body = flotilla_kit::Problem),
-    (status = 415, description = "Another content type", body = flotilla_kit::Problem),
-    (status = 401, description = "Wrong email or password", content_type = "text/html"),
-    (status = 403, description = "The CSRF token is missing or wrong", body = flotilla_kit::Problem),
-    (status = 429, description = "Too many failed logins for this account or address", body = flotilla_kit::Problem),
+    (status = 400, description = "A body that does not parse", body = Problem),
+    (status = 415, description = "Another content type", body = Problem),
+    (status = 401, description = "Wrong email or password: the form again", body = String, content_type = "text/html"),
+    (status = 403, description = "The CSRF token is missing or wrong", body = Problem),
+    (status = 429, description = "Too many failed logins for this account or address", body = Problem,
+        headers(("retry-after" = u64, description = "Seconds until a login may be tried again"))),
 ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -360,17 +412,20 @@ fn too_many(wait: Duration) -> Response {
 pub struct LogoutForm {
     /// The value of the page's `flotilla_csrf` cookie.
     #[serde(default)]
+    #[schema(required = true)]
     csrf: String,
 }
 
 /// Signs out: the session ends and its cookie is cleared.
 #[utoipa::path(post, path = "/logout",
     request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    params(("flotilla_csrf" = String, Cookie,
+        description = "The CSRF cookie the form's `csrf` field repeats", pattern = "^[0-9A-Fa-f]{64}$")),
     responses(
-    (status = 200, description = "Signed out", content_type = "text/html"),
-    (status = 400, description = "A body that does not parse", body = flotilla_kit::Problem),
-    (status = 415, description = "Another content type", body = flotilla_kit::Problem),
-    (status = 403, description = "The CSRF token is missing or wrong", body = flotilla_kit::Problem),
+    (status = 200, description = "Signed out", body = String, content_type = "text/html"),
+    (status = 400, description = "A body that does not parse", body = Problem),
+    (status = 415, description = "Another content type", body = Problem),
+    (status = 403, description = "The CSRF token is missing or wrong", body = Problem),
 ))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -391,9 +446,9 @@ pub async fn logout(
 }
 
 /// The account of the session cookie, with its roles.
-#[utoipa::path(get, path = "/session", responses(
+#[utoipa::path(get, path = "/session", security(("session" = [])), responses(
     (status = 200, body = AccountBody),
-    (status = 401, description = "Not signed in", body = flotilla_kit::Problem),
+    (status = 401, description = "Not signed in", body = Problem),
 ))]
 pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     let Some(account) = signed_in(&state, &headers).await? else {
@@ -421,14 +476,19 @@ async fn access_cookie(
 
 /// Grants `role` to the account `id`; only an admin may.
 #[utoipa::path(put, path = "/accounts/{id}/roles/{role}",
-    params(("id" = String, Path), ("role" = String, Path, description = "1 to 64 of a-z, 0-9, -, _, . and :")),
+    security(("session" = [])),
+    params(
+        ("id" = String, Path),
+        ("role" = String, Path, description = "1 to 64 of a-z, 0-9, -, _, . and :",
+            pattern = "^[a-z0-9._:-]{1,64}$"),
+    ),
     responses(
         (status = 201, description = "Granted"),
         (status = 204, description = "The account had it already"),
-        (status = 401, description = "Not signed in", body = flotilla_kit::Problem),
-        (status = 403, description = "Not an admin", body = flotilla_kit::Problem),
-        (status = 404, body = flotilla_kit::Problem),
-        (status = 422, description = "Not a role name", body = flotilla_kit::Problem),
+        (status = 401, description = "Not signed in", body = Problem),
+        (status = 403, description = "Not an admin", body = Problem),
+        (status = 404, description = "No account with this id", body = Problem),
+        (status = 422, description = "Not a role name", body = Problem),
 ))]
 pub async fn grant_role(
     State(state): State<AppState>,

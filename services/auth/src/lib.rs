@@ -34,7 +34,8 @@ pub use config::Config;
 #[openapi(
     info(
         title = "flotilla auth",
-        description = "Accounts, the sign-up and login pages, and browser sessions."
+        description = "Accounts, the sign-up and login pages, browser sessions, and an OpenID \
+            provider (the authorization code flow with PKCE, refresh tokens, `client_credentials`)."
     ),
     paths(
         http::signup,
@@ -51,6 +52,7 @@ pub use config::Config;
         revocation::revoke,
         revocation::introspect,
         oidc::userinfo,
+        oidc::userinfo_post,
         end_session::confirm,
         end_session::end
     ),
@@ -105,7 +107,12 @@ impl Service for Auth {
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
+        let mut doc = ApiDoc::openapi();
+        let issuer = format!("{}/auth", self.public_url);
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_schemes_from_iter(oidc::security_schemes(&issuer));
+        components.add_security_scheme("session", session::security_scheme());
+        doc
     }
 
     async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {

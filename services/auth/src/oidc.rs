@@ -7,10 +7,14 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use flotilla_kit::{Error, Json, Query};
-use serde::Deserialize;
-use serde_json::json;
-use utoipa::IntoParams;
+use flotilla_kit::{Error, Json, Problem, Query};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, OAuth2, OpenIdConnect, Scopes, SecurityScheme,
+};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::clients::Client;
 use crate::grants::{self, NewCode};
@@ -47,35 +51,123 @@ impl Provider {
     }
 }
 
+/// OpenID Provider Metadata (OpenID Connect Discovery 1.0, section 3).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Metadata {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
+    end_session_endpoint: String,
+    revocation_endpoint: String,
+    introspection_endpoint: String,
+    response_types_supported: &'static [&'static str],
+    response_modes_supported: &'static [&'static str],
+    grant_types_supported: &'static [&'static str],
+    subject_types_supported: &'static [&'static str],
+    id_token_signing_alg_values_supported: &'static [&'static str],
+    token_endpoint_auth_methods_supported: &'static [&'static str],
+    code_challenge_methods_supported: &'static [&'static str],
+    scopes_supported: &'static [&'static str],
+    claims_supported: &'static [&'static str],
+    authorization_response_iss_parameter_supported: bool,
+}
+
+/// The provider as OpenAPI security schemes at `issuer`: `openid`, the
+/// access tokens of signed-in accounts, and `oauth2`, those confidential
+/// clients get with `client_credentials`.
+pub fn security_schemes(issuer: &str) -> [(&'static str, SecurityScheme); 2] {
+    let openid = OpenIdConnect::with_description(
+        format!("{issuer}/.well-known/openid-configuration"),
+        "An account's access token, sent as `Authorization: Bearer`".to_owned(),
+    );
+    let client = OAuth2::with_description(
+        [Flow::ClientCredentials(ClientCredentials::new(
+            format!("{issuer}/token"),
+            Scopes::new(),
+        ))],
+        "A confidential client's own access token, for the scopes it was given",
+    );
+    [
+        ("openid", SecurityScheme::OpenIdConnect(openid)),
+        ("oauth2", SecurityScheme::OAuth2(client)),
+    ]
+}
+
 /// `/.well-known/openid-configuration`.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", responses((status = 200, description = "OpenID Provider Metadata")))]
+#[utoipa::path(get, path = "/.well-known/openid-configuration", responses(
+    (status = 200, description = "OpenID Provider Metadata", body = Metadata),
+))]
 pub async fn discovery(State(state): State<AppState>) -> Response {
     let issuer = &state.oidc.issuer;
-    let metadata = json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
-        "userinfo_endpoint": format!("{issuer}/userinfo"),
-        "jwks_uri": format!("{issuer}/jwks.json"),
-        "end_session_endpoint": format!("{issuer}/end_session"),
-        "revocation_endpoint": format!("{issuer}/revoke"),
-        "introspection_endpoint": format!("{issuer}/introspect"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": SCOPES,
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "name"],
-        "authorization_response_iss_parameter_supported": true,
-    });
+    let metadata = Metadata {
+        issuer: issuer.clone(),
+        authorization_endpoint: format!("{issuer}/authorize"),
+        token_endpoint: format!("{issuer}/token"),
+        userinfo_endpoint: format!("{issuer}/userinfo"),
+        jwks_uri: format!("{issuer}/jwks.json"),
+        end_session_endpoint: format!("{issuer}/end_session"),
+        revocation_endpoint: format!("{issuer}/revoke"),
+        introspection_endpoint: format!("{issuer}/introspect"),
+        response_types_supported: &["code"],
+        response_modes_supported: &["query"],
+        grant_types_supported: &crate::clients::GRANTS,
+        subject_types_supported: &["public"],
+        id_token_signing_alg_values_supported: &["ES256"],
+        token_endpoint_auth_methods_supported: &[
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        code_challenge_methods_supported: &["S256"],
+        scopes_supported: SCOPES,
+        claims_supported: &[
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "email",
+            "name",
+        ],
+        authorization_response_iss_parameter_supported: true,
+    };
     Json(metadata).into_response()
 }
 
+/// A JWK Set (RFC 7517, section 5) of P-256 public keys.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The shape of `jsonwebtoken::jwk::JwkSet` as it is sent.
+pub struct JwkSetBody {
+    keys: Vec<PublicJwk>,
+}
+
+/// A public key to verify ES256 signatures with.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PublicJwk {
+    /// `EC`.
+    kty: String,
+    /// `P-256`.
+    crv: String,
+    x: String,
+    y: String,
+    kid: String,
+    /// `ES256`.
+    alg: String,
+    /// `sig`.
+    #[schema(rename = "use")]
+    use_: String,
+}
+
 /// The public keys tokens are signed with.
-#[utoipa::path(get, path = "/jwks.json", responses((status = 200, description = "JWK Set")))]
+#[utoipa::path(get, path = "/jwks.json", responses(
+    (status = 200, description = "JWK Set", body = JwkSetBody,
+        headers(("cache-control" = String, description = "`public, max-age=…`"))),
+))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let max_age = crate::rotation::JWKS_MAX_AGE.as_secs();
     let cache = format!("public, max-age={max_age}");
@@ -86,34 +178,94 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The parameters of an authorization request.
+/// The parameters of an authorization request. Once the client and its
+/// redirect URI are known, a missing or unsupported value is answered by a
+/// redirection to the client with `error` (RFC 6749, 4.1.2.1), so every
+/// field is an `Option`; the document marks required those a request needs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuthorizeParams {
-    /// `code`.
+    #[param(value_type = ResponseType, inline)]
     response_type: Option<String>,
+    /// A registered client.
+    #[param(value_type = String)]
     client_id: Option<String>,
-    /// Exactly one registered for the client.
+    /// One of the client's registered redirect URIs, exactly.
+    #[param(value_type = String)]
     redirect_uri: Option<String>,
-    /// Space-separated; must hold `openid`.
+    /// Space-separated: `openid`, and any of `profile`, `email` and
+    /// `offline_access`.
+    #[param(value_type = String)]
     scope: Option<String>,
+    /// Given back with the redirection.
     state: Option<String>,
     /// Echoed in the ID token.
     nonce: Option<String>,
     /// PKCE: BASE64URL(SHA-256(verifier)).
+    #[param(value_type = String, pattern = "^[A-Za-z0-9_-]{43,128}$")]
     code_challenge: Option<String>,
-    /// `S256`.
+    #[param(value_type = CodeChallengeMethod, inline)]
     code_challenge_method: Option<String>,
-    /// `none` (fail rather than ask to sign in) or `login` (always ask).
+    #[param(value_type = Prompt, inline, required = false)]
     prompt: Option<String>,
     /// Seconds: ask to sign in again if the session is older.
     max_age: Option<u64>,
 }
 
+/// `response_type`: `code`, the only one.
+pub struct ResponseType;
+
+/// `code_challenge_method`: `S256`, the only one.
+pub struct CodeChallengeMethod;
+
+/// `prompt`: `none` (fail rather than ask to sign in) or `login` (always
+/// ask).
+pub struct Prompt;
+
+/// A string schema that allows `values` alone.
+fn one_of(values: &[&str], description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(description))
+        .into()
+}
+
+impl PartialSchema for ResponseType {
+    fn schema() -> RefOr<Schema> {
+        one_of(&["code"], "The authorization code flow, the only one.")
+    }
+}
+
+impl PartialSchema for CodeChallengeMethod {
+    fn schema() -> RefOr<Schema> {
+        one_of(&["S256"], "PKCE with SHA-256, the only method.")
+    }
+}
+
+impl PartialSchema for Prompt {
+    fn schema() -> RefOr<Schema> {
+        one_of(
+            &["none", "login"],
+            "`none`: fail rather than ask to sign in; `login`: always ask.",
+        )
+    }
+}
+
+impl ToSchema for ResponseType {}
+impl ToSchema for CodeChallengeMethod {}
+impl ToSchema for Prompt {}
+
 /// Starts the authorization code flow: to the login page when the browser
 /// is not signed in, then back to the client's redirect URI with a code.
 #[utoipa::path(get, path = "/authorize", params(AuthorizeParams), responses(
-    (status = 303, description = "To the client with `code` and `state` (or `error`), or to the login page"),
-    (status = 400, description = "Unknown client or unregistered redirect URI: an error page, never a redirect", content_type = "text/html"),
+    (status = 303, description = "To the client with `code` and `state` (or `error`), or to the login page",
+        headers(("location" = String))),
+    (status = 400, description = "Unknown client or unregistered redirect URI: an error page, never a \
+        redirect; or a query that does not parse", content(
+        (String = "text/html"),
+        (Problem = "application/problem+json"),
+    )),
 ))]
 pub async fn authorize(
     State(state): State<AppState>,
@@ -269,10 +421,29 @@ fn encode(text: &str) -> String {
     out
 }
 
+/// The claims `/userinfo` answers with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserInfo {
+    sub: String,
+    /// With the `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    email: Option<String>,
+    /// With the `email` scope: always false, no address is verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    email_verified: Option<bool>,
+    /// With the `profile` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    name: Option<String>,
+}
+
 /// The signed-in account's claims, for a valid access token.
-#[utoipa::path(get, path = "/userinfo", responses(
-    (status = 200, description = "`sub`, and `email` and `name` as the scope allows"),
-    (status = 401, description = "No valid access token: `WWW-Authenticate: Bearer error=\"invalid_token\"`"),
+#[utoipa::path(get, path = "/userinfo", security(("openid" = [])), responses(
+    (status = 200, body = UserInfo),
+    (status = 401, description = "No valid access token",
+        headers(("www-authenticate" = String, description = "`Bearer error=\"invalid_token\"`"))),
 ))]
 pub async fn userinfo(
     State(state): State<AppState>,
@@ -297,13 +468,22 @@ pub async fn userinfo(
         return Ok(response);
     };
     let scopes: Vec<&str> = claims.scope.split_whitespace().collect();
-    let mut info = json!({ "sub": account.id });
-    if scopes.contains(&"email") {
-        info["email"] = json!(account.email);
-        info["email_verified"] = json!(false);
-    }
-    if scopes.contains(&"profile") {
-        info["name"] = json!(account.name);
-    }
+    let email = scopes.contains(&"email");
+    let info = UserInfo {
+        sub: account.id,
+        email: email.then_some(account.email),
+        email_verified: email.then_some(false),
+        name: scopes.contains(&"profile").then_some(account.name),
+    };
     Ok(Json(info).into_response())
+}
+
+/// The same as `GET /userinfo`, which OpenID Connect also allows as POST.
+#[utoipa::path(post, path = "/userinfo", operation_id = "userinfo_post", security(("openid" = [])), responses(
+    (status = 200, body = UserInfo),
+    (status = 401, description = "No valid access token",
+        headers(("www-authenticate" = String, description = "`Bearer error=\"invalid_token\"`"))),
+))]
+pub async fn userinfo_post(state: State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    userinfo(state, headers).await
 }

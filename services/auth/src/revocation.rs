@@ -4,28 +4,72 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use flotilla_kit::{Form, Json};
-use serde::Deserialize;
-use serde_json::json;
+use flotilla_kit::{Json, Problem};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::grants;
 use crate::http::AppState;
 use crate::oidc::AUDIENCE;
 use crate::session;
-use crate::token::{AccessClaims, TokenError, client, internal};
+use crate::token::{AccessClaims, OAuthError, OAuthForm, TokenError, client, internal};
 use flotilla_kit::now_ms;
 
 /// A revocation or introspection request.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenQuery {
+    /// The token to revoke or to look at.
     token: String,
     /// `access_token` or `refresh_token`: accepted, and not needed (both
     /// kinds are looked up).
     #[allow(dead_code)]
+    #[schema(nullable = false)]
     token_type_hint: Option<String>,
+    /// The client, unless it authenticates with HTTP Basic.
+    #[schema(nullable = false)]
     client_id: Option<String>,
+    /// A confidential client's secret, unless sent with HTTP Basic.
+    #[schema(nullable = false)]
     client_secret: Option<String>,
+}
+
+/// What `/introspect` says of a token (RFC 7662, 2.2): `active`, and the
+/// claims of an active one.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Introspection {
+    active: bool,
+    /// `access_token` or `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    sub: Option<String>,
+    /// Access tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    aud: Option<String>,
+    /// Seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    exp: Option<i64>,
+    /// Access tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    iat: Option<i64>,
+    /// Access tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    scope: Option<String>,
 }
 
 /// Revokes a refresh token and its family (RFC 7009). Access tokens live
@@ -34,13 +78,15 @@ pub struct TokenQuery {
     request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 401, description = "invalid_client"),
-        (status = 415, description = "Not a form", body = flotilla_kit::Problem),
+        (status = 400, body = OAuthError, description = "invalid_request: a form that does not parse or has no `token`"),
+        (status = 401, body = OAuthError, description = "invalid_client",
+            headers(("www-authenticate" = String, description = "`Basic realm=\"auth\"`"))),
+        (status = 415, description = "Not a form", body = Problem),
 ))]
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(request): Form<TokenQuery>,
+    OAuthForm(request): OAuthForm<TokenQuery>,
 ) -> Response {
     let client = match client(
         &state,
@@ -71,14 +117,16 @@ pub async fn revoke(
 #[utoipa::path(post, path = "/introspect",
     request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "`{\"active\": false}`, or `active` with the token's claims"),
-        (status = 401, description = "invalid_client: not a confidential client"),
-        (status = 415, description = "Not a form", body = flotilla_kit::Problem),
+        (status = 200, body = Introspection),
+        (status = 400, body = OAuthError, description = "invalid_request: a form that does not parse or has no `token`"),
+        (status = 401, body = OAuthError, description = "invalid_client: not a confidential client",
+            headers(("www-authenticate" = String, description = "`Basic realm=\"auth\"`"))),
+        (status = 415, description = "Not a form", body = Problem),
 ))]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(request): Form<TokenQuery>,
+    OAuthForm(request): OAuthForm<TokenQuery>,
 ) -> Response {
     match client(
         &state,
@@ -98,29 +146,37 @@ pub async fn introspect(
             .keys
             .verify::<AccessClaims>(&request.token, &provider.issuer, AUDIENCE)
     {
-        return Json(json!({
-            "active": true,
-            "token_type": "access_token",
-            "iss": claims.iss, "sub": claims.sub, "aud": claims.aud,
-            "exp": claims.exp, "iat": claims.iat, "jti": claims.jti,
-            "client_id": claims.client_id, "scope": claims.scope,
-        }))
+        return Json(Introspection {
+            active: true,
+            token_type: Some("access_token"),
+            iss: Some(claims.iss),
+            sub: Some(claims.sub),
+            aud: Some(claims.aud),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            jti: Some(claims.jti),
+            client_id: Some(claims.client_id),
+            scope: Some(claims.scope),
+        })
         .into_response();
     }
     match grants::refresh(&state.ctx.db, &session::hash(&request.token)).await {
         Ok(Some(grant))
             if grant.revoked == 0 && grant.rotated == 0 && grant.expires_at_ms > now_ms() =>
         {
-            Json(json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "iss": provider.issuer, "sub": grant.account_id,
-                "exp": grant.expires_at_ms / 1000,
-                "client_id": grant.client_id, "scope": grant.scope,
-            }))
+            Json(Introspection {
+                active: true,
+                token_type: Some("refresh_token"),
+                iss: Some(provider.issuer.clone()),
+                sub: Some(grant.account_id),
+                exp: Some(grant.expires_at_ms / 1000),
+                client_id: Some(grant.client_id),
+                scope: Some(grant.scope),
+                ..Introspection::default()
+            })
             .into_response()
         }
-        Ok(_) => Json(json!({ "active": false })).into_response(),
+        Ok(_) => Json(Introspection::default()).into_response(),
         Err(error) => internal(error).into_response(),
     }
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flotilla_kit::Problem;
 use sha2::{Digest, Sha256};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 pub const SESSION: &str = "flotilla_session";
 pub const CSRF: &str = "flotilla_csrf";
@@ -49,6 +50,14 @@ impl Cookies {
     pub fn csrf(&self) -> Option<String> {
         self.get(CSRF).filter(|token| is_token(token))
     }
+}
+
+/// The session cookie as an OpenAPI security scheme.
+pub fn security_scheme() -> SecurityScheme {
+    SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+        SESSION,
+        "The session cookie the login form sets",
+    )))
 }
 
 /// The session token of a request's cookies.

@@ -2,20 +2,23 @@
 //! reused one revoking its family; `client_credentials` for confidential
 //! clients). Its errors, and those of `/revoke` and `/introspect`
 //! (`revocation.rs`), are OAuth's JSON (`{"error", "error_description"}`), as RFC 6749
-//! requires, not problem+json.
+//! requires, not problem+json; a malformed form is `invalid_request` too. Only a
+//! body that is not a form is a problem (415).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flotilla_kit::{Error, Form, Json};
+use flotilla_kit::{Error, Form, Json, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::clients::{self, Client, Refused};
 use crate::grants::{self, Refresh};
@@ -32,30 +35,68 @@ const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// A token request (`application/x-www-form-urlencoded`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
-    /// `authorization_code`, `refresh_token` or `client_credentials`.
+    #[schema(schema_with = grant_type)]
     grant_type: String,
+    /// The client, unless it authenticates with HTTP Basic.
+    #[schema(nullable = false)]
     client_id: Option<String>,
     /// A confidential client's secret, unless sent with HTTP Basic.
+    #[schema(nullable = false)]
     client_secret: Option<String>,
     /// For `client_credentials`: the scopes wanted, among the client's.
+    #[schema(nullable = false)]
     scope: Option<String>,
+    /// For `authorization_code`: the code `/authorize` gave.
+    #[schema(nullable = false)]
     code: Option<String>,
+    /// For `authorization_code`: the one of the authorization request.
+    #[schema(nullable = false)]
     redirect_uri: Option<String>,
-    /// PKCE: the secret whose S256 was the `code_challenge`.
+    /// For `authorization_code`, PKCE: the secret whose S256 was the
+    /// `code_challenge`.
+    #[schema(nullable = false)]
     code_verifier: Option<String>,
+    /// For `refresh_token`: the refresh token to rotate.
+    #[schema(nullable = false)]
     refresh_token: Option<String>,
+}
+
+/// The schema of `grant_type`: the grants this endpoint knows.
+fn grant_type() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(clients::GRANTS))
+        .description(Some(
+            "What is exchanged; the client must be allowed the grant (public \
+             clients: `authorization_code` and `refresh_token`).",
+        ))
+        .build()
+}
+
+/// An error of `/token`, `/revoke` or `/introspect` (RFC 6749, 5.2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `invalid_scope`,
+    /// `unauthorized_client` or `unsupported_grant_type`.
+    error: &'static str,
+    error_description: Cow<'static, str>,
 }
 
 /// What `/token` answers.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     access_token: String,
+    /// `Bearer`.
     token_type: &'static str,
     expires_in: u64,
     scope: String,
+    /// With the `authorization_code` and `refresh_token` grants.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     id_token: Option<String>,
+    /// With the `offline_access` scope.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     refresh_token: Option<String>,
 }
 
@@ -64,15 +105,19 @@ pub struct TokenResponse {
 #[utoipa::path(post, path = "/token",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, body = TokenResponse),
-        (status = 400, description = "`{\"error\", \"error_description\"}`: invalid_request, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type"),
-        (status = 401, description = "invalid_client"),
-        (status = 415, description = "Not a form", body = flotilla_kit::Problem),
+        (status = 200, body = TokenResponse, headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 400, body = OAuthError, description = "invalid_request (a form that does not parse, or a \
+            parameter the grant needs is missing), invalid_grant (a code or refresh token that is unknown, \
+            used, expired or another client's, or a code_verifier that does not match), invalid_scope, \
+            unauthorized_client, unsupported_grant_type"),
+        (status = 401, body = OAuthError, description = "invalid_client",
+            headers(("www-authenticate" = String, description = "`Basic realm=\"auth\"`"))),
+        (status = 415, description = "Not a form", body = Problem),
 ))]
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(request): Form<TokenRequest>,
+    OAuthForm(request): OAuthForm<TokenRequest>,
 ) -> Response {
     let answer = async {
         let grant = request.grant_type.as_str();
@@ -133,7 +178,7 @@ pub enum TokenError {
     OAuth {
         status: StatusCode,
         error: &'static str,
-        description: &'static str,
+        description: Cow<'static, str>,
     },
     /// `invalid_client`, 401, with a `WWW-Authenticate` challenge.
     Client(&'static str),
@@ -143,8 +188,11 @@ pub enum TokenError {
 
 impl IntoResponse for TokenError {
     fn into_response(self) -> Response {
-        let body = |error: &str, description: &str| {
-            Json(json!({ "error": error, "error_description": description }))
+        let body = |error, description: Cow<'static, str>| {
+            Json(OAuthError {
+                error,
+                error_description: description,
+            })
         };
         match self {
             TokenError::OAuth {
@@ -155,7 +203,7 @@ impl IntoResponse for TokenError {
             TokenError::Client(description) => {
                 let mut response = (
                     StatusCode::UNAUTHORIZED,
-                    body("invalid_client", description),
+                    body("invalid_client", description.into()),
                 )
                     .into_response();
                 response.headers_mut().insert(
@@ -173,7 +221,35 @@ fn oauth(status: StatusCode, error: &'static str, description: &'static str) -> 
     TokenError::OAuth {
         status,
         error,
-        description,
+        description: description.into(),
+    }
+}
+
+/// The form of a request to `/token`, `/revoke` or `/introspect`: one that
+/// does not parse is OAuth's `invalid_request`, as the endpoints' other
+/// errors are OAuth's; another content type is still 415.
+pub struct OAuthForm<T>(pub T);
+
+impl<T, S> FromRequest<S> for OAuthForm<T>
+where
+    Form<T>: FromRequest<S, Rejection = Problem>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Form::<T>::from_request(request, state).await {
+            Ok(Form(form)) => Ok(Self(form)),
+            Err(problem) if problem.status == StatusCode::BAD_REQUEST.as_u16() => {
+                Err(TokenError::OAuth {
+                    status: StatusCode::BAD_REQUEST,
+                    error: "invalid_request",
+                    description: problem.detail.into(),
+                }
+                .into_response())
+            }
+            Err(problem) => Err(problem.into_response()),
+        }
     }
 }
 

@@ -393,3 +393,57 @@ async fn forms_that_do_not_parse_are_problems() {
         "{content}"
     );
 }
+
+#[tokio::test]
+async fn the_document_says_what_the_handlers_take_and_answer() {
+    let app = TestService::start::<Auth>(&[]).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let parameters = |path: &str, method: &str| -> Vec<(String, String, bool)> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let name = p["name"].as_str().unwrap().to_owned();
+                let place = p["in"].as_str().unwrap().to_owned();
+                (name, place, p["required"] == true)
+            })
+            .collect()
+    };
+    let authorize = parameters("/authorize", "get");
+    assert!(authorize.iter().all(|(_, place, _)| place == "query"));
+    assert!(authorize.contains(&("client_id".into(), "query".into(), true)));
+    assert!(authorize.contains(&("state".into(), "query".into(), false)));
+    let end_session = parameters("/end_session", "get");
+    assert!(
+        end_session
+            .iter()
+            .all(|(name, place, required)| { name != "csrf" && place == "query" && !required })
+    );
+    assert!(
+        parameters("/login", "get")
+            .iter()
+            .all(|(_, place, _)| place == "query")
+    );
+
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["TokenRequest"]["properties"]["grant_type"]["enum"],
+        json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
+    assert_eq!(schemas["Password"]["minLength"], 10);
+    for path in ["/token", "/revoke", "/introspect"] {
+        let error = &doc["paths"][path]["post"]["responses"]["400"]["content"];
+        assert_eq!(
+            error["application/json"]["schema"]["$ref"], "#/components/schemas/OAuthError",
+            "{path}"
+        );
+    }
+    assert!(doc["paths"]["/userinfo"]["post"].is_object());
+    let token_url =
+        &doc["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["tokenUrl"];
+    assert!(
+        token_url.as_str().unwrap().ends_with("/auth/token"),
+        "{token_url}"
+    );
+}

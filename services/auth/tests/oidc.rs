@@ -235,6 +235,13 @@ async fn the_code_flow_with_pkce_from_discovery_to_userinfo() {
         .unwrap();
     assert_eq!(info["sub"], id["sub"]);
     assert_eq!(info["email"], "ada@example.com");
+    let posted = reqwest::Client::new()
+        .post(app.at("/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.json::<Value>().await.unwrap(), info);
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics
@@ -467,6 +474,31 @@ async fn a_confidential_client_gets_its_own_token_with_its_credentials() {
             .contains("auth_tokens_issued_total{service=\"auth\",grant=\"client_credentials\"} 2"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_form_the_token_endpoints_cannot_read_is_invalid_request() {
+    let app = provider().await;
+    for (path, form) in [
+        ("/token", [("client_id", CLIENT)]),
+        ("/revoke", [("client_id", CLIENT)]),
+        ("/introspect", [("client_id", CLIENT)]),
+    ] {
+        let (status, error) = post_form(&app, path, None, &form).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{path}: {error}"
+        );
+    }
+    let json = reqwest::Client::new()
+        .post(app.at("/token"))
+        .json(&json!({ "grant_type": "client_credentials" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 415);
+    assert_eq!(json.headers()["content-type"], "application/problem+json");
 }
 
 #[tokio::test]
