@@ -12,6 +12,14 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub batch_timeout_ms: u64,
+    /// The most items a batch may have (at most 100000); the OpenAPI
+    /// document says so.
+    #[arg(
+        long = "kv-batch-max-items",
+        env = "FLOTILLA_KV_BATCH_MAX_ITEMS",
+        default_value_t = 100_000
+    )]
+    pub batch_max_items: u32,
     /// Serve the API only: leave `kv.event` and `kv.batch` to the
     /// consumers of other instances.
     #[arg(long = "kv-no-consumer", env = "FLOTILLA_KV_NO_CONSUMER")]

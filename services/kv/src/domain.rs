@@ -1,6 +1,11 @@
-//! The kv domain: what a valid key, value, batch id and batch are. No I/O.
+//! The kv domain: what a valid key, value, batch id and batch are, with
+//! the JSON Schemas that say what `parse` accepts. No I/O.
 
 use std::collections::HashSet;
+
+use flotilla_kit::fields::CONTROL_CLASS;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 /// A key: 1 to 256 bytes of text without control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +32,25 @@ impl Key {
     }
 }
 
+impl utoipa::PartialSchema for Key {
+    /// JSON Schema counts characters, not bytes: a key of 256 characters
+    /// is longer than 256 bytes as soon as one of them is not ASCII.
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1 to 256 bytes of UTF-8 without control characters (Unicode `Cc`).",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_BYTES))
+            .pattern(Some(format!("^[^{CONTROL_CLASS}]*$")))
+            .examples(["greeting"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Key {}
+
 /// A value: any text up to 64 KiB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value(String);
@@ -45,6 +69,19 @@ impl Value {
         self.0
     }
 }
+
+impl utoipa::PartialSchema for Value {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("At most 65,536 bytes of UTF-8."))
+            .max_length(Some(Self::MAX_BYTES))
+            .examples(["hello"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Value {}
 
 /// A batch id, given by the client for idempotent resubmission or made up:
 /// 1 to 100 characters among letters, digits, `-`, `_`, `.` and `:`.
@@ -73,6 +110,23 @@ impl BatchId {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for BatchId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1 to 100 characters among letters, digits, `-`, `_`, `.` and `:`.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_CHARS))
+            .pattern(Some("^[A-Za-z0-9._:-]+$"))
+            .examples(["order-2026.11:a_b"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BatchId {}
 
 /// The largest batch accepted.
 pub const MAX_BATCH: usize = 100_000;
@@ -109,10 +163,11 @@ pub struct Item {
 pub struct Items(Vec<Item>);
 
 impl Items {
-    /// `size` generated items, `item-000000` = `value-000000` and so on.
-    pub fn generate(size: u64) -> Result<Self, &'static str> {
-        if size == 0 || size > MAX_BATCH as u64 {
-            return Err("must be between 1 and 100000");
+    /// `size` generated items, `item-000000` = `value-000000` and so on;
+    /// at most `max`.
+    pub fn generate(size: u64, max: usize) -> Result<Self, String> {
+        if size == 0 || size > max as u64 {
+            return Err(format!("must be between 1 and {max}"));
         }
         Ok(Self(
             (0..size)
@@ -124,10 +179,10 @@ impl Items {
         ))
     }
 
-    /// Given items; the error names the offending item.
-    pub fn given(items: Vec<(String, String)>) -> Result<Self, String> {
-        if items.is_empty() || items.len() > MAX_BATCH {
-            return Err("must hold between 1 and 100000 items".to_owned());
+    /// Given items, at most `max`; the error names the offending item.
+    pub fn given(items: Vec<(String, String)>, max: usize) -> Result<Self, String> {
+        if items.is_empty() || items.len() > max {
+            return Err(format!("must hold between 1 and {max} items"));
         }
         let mut keys = HashSet::with_capacity(items.len());
         let mut checked = Vec::with_capacity(items.len());
@@ -174,15 +229,17 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_and_keys_unique() {
-        assert!(Items::generate(0).is_err());
-        assert!(Items::generate(100_001).is_err());
-        let items = Items::generate(3).unwrap().into_vec();
+        assert!(Items::generate(0, MAX_BATCH).is_err());
+        assert!(Items::generate(100_001, MAX_BATCH).is_err());
+        assert!(Items::generate(11, 10).is_err());
+        let items = Items::generate(3, MAX_BATCH).unwrap().into_vec();
         assert_eq!(items[2].key, "item-000002");
         assert_eq!(items[2].value, "value-000002");
         let pair = |k: &str| (k.to_owned(), "v".to_owned());
-        assert!(Items::given(vec![]).is_err());
-        assert!(Items::given(vec![pair("a"), pair("b")]).is_ok());
-        let twice = Items::given(vec![pair("a"), pair("a")]).unwrap_err();
+        assert!(Items::given(vec![], MAX_BATCH).is_err());
+        assert!(Items::given(vec![pair("a"), pair("b")], MAX_BATCH).is_ok());
+        assert!(Items::given(vec![pair("a"), pair("b")], 1).is_err());
+        let twice = Items::given(vec![pair("a"), pair("a")], MAX_BATCH).unwrap_err();
         assert!(twice.contains("item 1"), "{twice}");
     }
 }

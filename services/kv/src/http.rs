@@ -13,9 +13,15 @@ use flotilla_kit::page::{Page, PageParams};
 use flotilla_kit::{Context, Json, Query};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{BatchId, Item, Items, Key, Value};
+// utoipa reads a type named `Value` as any JSON value: this one is not.
+use crate::domain::Value as PairValue;
+use crate::domain::{BatchId, Item, Items, Key, MAX_BATCH};
 use crate::error::Error;
 use crate::events::{BatchItemV1, Outcome, RoundtripV1, StoredV1};
 use crate::live::Live;
@@ -28,6 +34,8 @@ pub struct AppState {
     pub store: Store,
     pub live: Live,
     pub batch_timeout: Duration,
+    /// The most items a batch may have.
+    pub batch_max_items: usize,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,9 +52,9 @@ pub fn router(state: AppState) -> Router {
 /// The body of `POST /kv/roundtrip`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RoundtripRequest {
-    #[schema(example = "greeting")]
+    #[schema(value_type = Key)]
     key: String,
-    #[schema(example = "hello")]
+    #[schema(value_type = PairValue)]
     value: String,
 }
 
@@ -73,7 +81,7 @@ pub async fn roundtrip(
     Json(body): Json<RoundtripRequest>,
 ) -> Result<impl IntoResponse, Error> {
     let key = Key::parse(&body.key).map_err(invalid("key"))?;
-    let value = Value::parse(&body.value).map_err(invalid("value"))?;
+    let value = PairValue::parse(&body.value).map_err(invalid("value"))?;
     let event = RoundtripV1 {
         correlation_id: uuid::Uuid::now_v7().to_string(),
         key: key.into_string(),
@@ -97,8 +105,20 @@ const WS_LIMIT: usize = 4096;
 /// Pushes every stored pair as a JSON text frame
 /// `{"key","value","stored_at","correlation_id"}`; a client frame over 4 KiB
 /// ends the connection.
-#[utoipa::path(get, path = "/ws", responses(
-    (status = 101, description = "Websocket of stored pairs", body = StoredV1),
+#[utoipa::path(get, path = "/ws",
+    params(
+        ("Connection" = String, Header, description = "A list of tokens, one of them `upgrade`",
+            pattern = "^([ \\t!-+\\--~]*,)*[ \\t]*[Uu][Pp][Gg][Rr][Aa][Dd][Ee][ \\t]*(,[ \\t!-+\\--~]*)*$",
+            example = "upgrade"),
+        ("Upgrade" = String, Header, description = "`websocket`, in any case",
+            pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$", example = "websocket"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", example = "13"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's nonce (RFC 6455)",
+            example = "dGhlIHNhbXBsZSBub25jZQ=="),
+    ),
+    responses(
+        (status = 101, description = "Switched to the websocket: a text frame per stored pair, as `StoredV1`"),
+        (status = 400, description = "Not a websocket handshake", body = String, content_type = "text/plain"),
 ))]
 pub async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade
@@ -152,21 +172,97 @@ pub async fn pair(
 }
 
 /// The body of `POST /kv/batch`: a size, or the items themselves.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Resubmitting with the same id never stores the batch twice (the
     /// `Idempotency-Key` header does the same).
     id: Option<String>,
     /// Generate this many items (`item-000000` = `value-000000`, ...).
-    #[schema(example = 100)]
     size: Option<u64>,
     items: Option<Vec<ItemBody>>,
 }
 
+impl utoipa::PartialSchema for BatchRequest {
+    /// One of two shapes, `size` or `items`, the other absent or null.
+    fn schema() -> RefOr<Schema> {
+        let null = || ObjectBuilder::new().schema_type(Type::Null);
+        let id = OneOfBuilder::new()
+            .item(null())
+            .item(Ref::from_schema_name(BatchId::name()))
+            .description(Some(
+                "Resubmitting with the same id never stores the batch twice. The \
+                 `Idempotency-Key` header does the same; when both are given they \
+                 must be equal.",
+            ))
+            .build();
+        let id = RefOr::T(Schema::OneOf(id));
+        let shape = |field: &str, schema: RefOr<Schema>, other: &str| {
+            ObjectBuilder::new()
+                .property("id", id.clone())
+                .property(field, schema)
+                .required(field)
+                .property(other, null())
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let size = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .description(Some(
+                "Generate this many items (`item-000000` = `value-000000`, ...).",
+            ))
+            .minimum(Some(1))
+            .maximum(Some(MAX_BATCH as u64))
+            .examples([100]);
+        let items = ArrayBuilder::new()
+            .items(Ref::from_schema_name(ItemBody::name()))
+            .description(Some("The items, no key twice."))
+            .min_items(Some(1))
+            .max_items(Some(MAX_BATCH));
+        OneOfBuilder::new()
+            .description(Some(
+                "The body of `POST /kv/batch`: a size, or the items themselves.",
+            ))
+            .item(shape("size", size.into(), "items").title(Some("Generated")))
+            .item(shape("items", items.into(), "size").title(Some("Given")))
+            .into()
+    }
+}
+
+/// `doc` with the batch size bounded by `max` (`--kv-batch-max-items`)
+/// rather than by [`MAX_BATCH`].
+pub fn with_batch_max(doc: utoipa::openapi::OpenApi, max: u32) -> utoipa::openapi::OpenApi {
+    let mut value = serde_json::to_value(&doc).expect("an OpenAPI document serializes");
+    let shapes = value
+        .pointer_mut(&format!(
+            "/components/schemas/{}/oneOf",
+            BatchRequest::name()
+        ))
+        .and_then(serde_json::Value::as_array_mut)
+        .expect("the batch body is a oneOf");
+    for shape in shapes {
+        if let Some(size) = shape.pointer_mut("/properties/size/maximum") {
+            *size = max.into();
+        }
+        if let Some(items) = shape.pointer_mut("/properties/items/maxItems") {
+            *items = max.into();
+        }
+    }
+    serde_json::from_value(value).expect("still an OpenAPI document")
+}
+
+impl ToSchema for BatchRequest {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((BatchId::name().into(), BatchId::schema()));
+        schemas.push((ItemBody::name().into(), ItemBody::schema()));
+        <ItemBody as ToSchema>::schemas(schemas);
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ItemBody {
+    #[schema(value_type = Key)]
     key: String,
+    #[schema(value_type = PairValue)]
     value: String,
 }
 
@@ -213,12 +309,14 @@ impl From<Batch> for BatchBody {
 /// `kv.batch`, and answers once the consumer that got the last one has
 /// stored the batch and replied on `kv.batch.reply`.
 #[utoipa::path(post, path = "/batch", request_body = BatchRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "The batch id, if not in the body")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false,
+        description = "The batch id, if not in the body; equal to it if both are given",
+        min_length = 1, max_length = 100, pattern = "^[A-Za-z0-9._:-]+$")),
     responses(
         (status = 200, description = "Stored whole", body = BatchBody),
         (status = 409, description = "The id names another batch, or the batch failed", body = flotilla_kit::Problem),
-        (status = 422, description = "Size, items or id invalid", body = flotilla_kit::Problem),
-        (status = 504, description = "No reply in time; the batch may still complete", body = flotilla_kit::Problem),
+        (status = 422, description = "Size, items or id invalid, or the id differs from the Idempotency-Key header", body = flotilla_kit::Problem),
+        (status = 504, description = "No reply in time (the wait starts once every item is queued); the batch may still complete", body = flotilla_kit::Problem),
 ))]
 pub async fn batch(
     State(state): State<AppState>,
@@ -227,10 +325,12 @@ pub async fn batch(
 ) -> Result<Json<BatchBody>, Error> {
     let id = batch_id(&headers, body.id.as_deref())?;
     let items = match (body.size, body.items) {
-        (Some(size), None) => Items::generate(size).map_err(invalid("size"))?,
+        (Some(size), None) => Items::generate(size, state.batch_max_items)
+            .map_err(|detail| Error::invalid("size", detail))?,
         (None, Some(items)) => {
             let pairs = items.into_iter().map(|i| (i.key, i.value)).collect();
-            Items::given(pairs).map_err(|detail| Error::invalid("items", detail))?
+            Items::given(pairs, state.batch_max_items)
+                .map_err(|detail| Error::invalid("items", detail))?
         }
         _ => {
             return Err(Error::invalid("size", "give either `size` or `items`"));

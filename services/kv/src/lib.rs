@@ -64,6 +64,11 @@ impl Configure for Kv {
     };
 
     fn configure(config: Config, shared: &Shared) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            (1..=domain::MAX_BATCH as u32).contains(&config.batch_max_items),
+            "--kv-batch-max-items must be between 1 and {}",
+            domain::MAX_BATCH
+        );
         Ok(Self {
             config,
             redis_url: shared.redis.clone(),
@@ -101,7 +106,7 @@ impl Service for Kv {
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
+        http::with_batch_max(ApiDoc::openapi(), self.config.batch_max_items)
     }
 
     async fn start(&self, ctx: &Context, tasks: &mut JoinSet<()>) -> anyhow::Result<axum::Router> {
@@ -124,6 +129,39 @@ impl Service for Kv {
             store,
             live: self.live.clone(),
             batch_timeout: Duration::from_millis(self.config.batch_timeout_ms),
+            batch_max_items: self.config.batch_max_items as usize,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::OpenApi;
+
+    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.push(target);
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_defines_every_schema_it_refers_to() {
+        let doc = flotilla_kit::openapi::complete(super::ApiDoc::openapi());
+        let doc = serde_json::to_value(doc).unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.contains(&"#/components/schemas/BatchId"));
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/").unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "{target}");
+        }
     }
 }

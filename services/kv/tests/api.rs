@@ -171,6 +171,33 @@ async fn limits_are_422_problems_naming_the_field() {
     assert_eq!(list["items"], json!([]), "nothing stored");
 }
 
+/// `--kv-batch-max-items` bounds a batch, and the document says so.
+#[tokio::test]
+async fn the_batch_bound_is_set_and_documented() {
+    let app = TestService::start::<Kv>(&["--kv-batch-max-items", "10"]).await;
+    let over = app.post("/batch", &json!({ "size": 11 })).await;
+    assert_eq!(over.status(), 422);
+    let items: Vec<Value> = (0..11)
+        .map(|i| json!({ "key": format!("k{i}"), "value": "v" }))
+        .collect();
+    assert_eq!(
+        app.post("/batch", &json!({ "items": items }))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.post("/batch", &json!({ "size": 10 })).await.status(),
+        200
+    );
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let shapes = doc["components"]["schemas"]["BatchRequest"]["oneOf"]
+        .as_array()
+        .unwrap();
+    assert_eq!(shapes[0]["properties"]["size"]["maximum"], 10, "{doc}");
+    assert_eq!(shapes[1]["properties"]["items"]["maxItems"], 10, "{doc}");
+}
+
 /// The batch list on the Redis store after the transaction that stored a
 /// batch in Redis failed to commit its SQL side (a crash between the two),
 /// so that its last item is handled again.

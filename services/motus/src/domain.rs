@@ -17,6 +17,10 @@ pub enum Mark {
     Absent,
 }
 
+/// The letters `normalise` reads, as the inside of a regular expression's
+/// character class.
+pub const LETTER_CLASS: &str = "A-Za-zàâäáãåçéèêëîïíìôöóòõùûüúÿýñœæÀÂÄÁÃÅÇÉÈÊËÎÏÍÌÔÖÓÒÕÙÛÜÚŸÝÑŒÆ";
+
 /// Upper case A-Z with accents stripped (`é` → `E`, `œ` → `OE`); `None` if
 /// something else remains.
 pub fn normalise(word: &str) -> Option<String> {
@@ -234,6 +238,22 @@ mod tests {
             Err(Refusal::FirstLetter('M'))
         );
         assert_eq!(check("MAISOM", "MAISON", known), Err(Refusal::Unknown));
+    }
+
+    #[test]
+    fn the_letter_class_is_what_normalise_reads() {
+        let accented = LETTER_CLASS.trim_start_matches("A-Za-z");
+        for c in accented.chars() {
+            assert!(normalise(&c.to_string()).is_some(), "{c}");
+        }
+        for c in ['ß', 'ø', 'ð', '×', '1', ' '] {
+            assert!(!LETTER_CLASS.contains(c));
+            assert!(normalise(&c.to_string()).is_none(), "{c}");
+        }
+        assert_eq!(
+            normalise("\u{3000} Maison\u{2029}\t").as_deref(),
+            Some("MAISON")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use flotilla_contracts::MotusGameFinishedV1;
 use flotilla_kit::{Caller, Context, Error, Json, Problem, Query};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{self, MAX_ATTEMPTS, Mark, Status};
@@ -101,8 +102,25 @@ pub async fn today(State(state): State<AppState>, caller: Caller) -> Result<Json
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuessBody {
-    #[schema(example = "MAISON", min_length = 1, max_length = 64)]
+    #[schema(schema_with = guess_schema)]
     guess: String,
+}
+
+/// A word of letters, accents ignored: 3 to 9 of them, as `œ` and `æ`
+/// count two. Whether it counts depends on the day's word.
+fn guess_schema() -> utoipa::openapi::schema::Object {
+    let (letter, space) = (domain::LETTER_CLASS, flotilla_kit::fields::SPACE_CLASS);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "A word of 6 to 9 letters once accents are dropped (`é` is `E`, `œ` is \
+             `OE`), leading and trailing whitespace ignored. It counts if it has the \
+             length and first letter of the day's word and is in the word list \
+             (`GET /motus/words`).",
+        ))
+        .pattern(Some(format!("^[{space}]*[{letter}]{{3,9}}[{space}]*$")))
+        .examples(["MAISON"])
+        .build()
 }
 
 /// Plays a guess. One that does not count (wrong length or first letter,
@@ -110,8 +128,8 @@ pub struct GuessBody {
 #[utoipa::path(post, path = "/today/guesses", request_body = GuessBody, responses(
     (status = 200, description = "The game with the guess counted", body = GameBody),
     (status = 401, description = "Not signed in", body = Problem),
-    (status = 409, description = "The game is over", body = Problem),
-    (status = 422, description = "The guess does not count", body = Problem),
+    (status = 409, description = "The game is over, or it changed while the guess was played", body = Problem),
+    (status = 422, description = "The guess does not count: not a word, not the day's length or first letter, or not in the word list", body = Problem),
 ))]
 pub async fn guess(
     State(state): State<AppState>,
@@ -188,6 +206,7 @@ pub async fn guess(
 
 /// Which accepted guesses to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WordsQuery {
     /// The word's length.
@@ -208,7 +227,8 @@ pub struct WordsBody {
 /// can refuse unknown words before sending them.
 #[utoipa::path(get, path = "/words", params(WordsQuery), responses(
     (status = 200, body = WordsBody),
-    (status = 400, description = "A length outside 6-9, or not one letter", body = Problem),
+    (status = 400, description = "A parameter missing, unknown or out of bounds", body = Problem),
+    (status = 401, description = "Not signed in", body = Problem),
 ))]
 pub async fn words(
     State(state): State<AppState>,

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use flotilla_kit::{Access, Auth, Configure, Context, Deploy, Service, Shared};
 use tokio::task::JoinSet;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 pub use config::{Config, Lang};
 
@@ -25,9 +26,28 @@ pub use config::{Config, Lang};
         description = "The daily word game: the signed-in player's game of the day, guesses, and the accepted words."
     ),
     paths(http::today, http::guess, http::words),
-    components(schemas(flotilla_kit::Problem))
+    components(schemas(flotilla_kit::Problem)),
+    modifiers(&Bearer),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Every route needs a user's access token: the gateway answers 401
+/// without one.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("A user's access token from the auth service"))
+            .build();
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The motus service.
 pub struct Motus {
