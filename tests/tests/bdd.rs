@@ -452,7 +452,12 @@ async fn main() {
     } else {
         16
     };
+    // `cargo test -- --include-ignored` passes the flag to every test
+    // binary; this one has no ignored scenario, and takes it as a no-op.
+    let args = std::env::args().filter(|a| a != "--include-ignored" && a != "--ignored");
+    let cli = cucumber::cli::Parser::parse_from(args);
     Flotilla::cucumber()
+        .with_cli::<cucumber::cli::Empty>(cli)
         .max_concurrent_scenarios(at_once)
         .fail_on_skipped()
         .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/features"))
