@@ -30,7 +30,7 @@ pub fn app(routes: Router, mut openapi: utoipa::openapi::OpenApi, ctx: &Context)
     openapi.servers = Some(vec![utoipa::openapi::Server::new(format!("/{}", ctx.name))]);
     let openapi = crate::openapi::complete(openapi);
     let docs = SwaggerUi::new("/docs")
-        .url("/openapi.json", openapi)
+        .external_url_unchecked("/openapi.json", openapi)
         .config(Config::new(["../openapi.json"]));
     let health_ctx = ctx.clone();
     let metrics_registry = registry.clone();
