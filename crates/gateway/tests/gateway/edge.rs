@@ -607,3 +607,36 @@ async fn http2_clients_get_a_stream_limit() {
     // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
     assert!(settings.contains(&(3, 7)), "{settings:?}");
 }
+
+/// An HTTP/2 client that opens streams and resets each at once (the "rapid
+/// reset" attack) has its connection closed; none of its requests reaches
+/// the upstream. (Without the gateway's reset limits the server keeps
+/// serving it.)
+#[tokio::test]
+async fn http2_rapid_reset_ends_the_connection() {
+    let a = Upstream::start("a").await;
+    let gw = gateway(&route(&[&a], "health = { path = \"\" }")).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    for i in 0..2_000 {
+        let request = http::Request::get(format!("http://x/{i}"))
+            .body(())
+            .unwrap();
+        let Ok((_, mut stream)) = client.send_request(request, false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        let Ok(ready) = client.ready().await else {
+            break;
+        };
+        client = ready;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the server closed the connection")
+        .unwrap();
+    assert!(ended.is_err(), "the connection ended cleanly: {ended:?}");
+    assert_eq!(a.hits(), 0, "reset requests reached the upstream");
+}
