@@ -99,13 +99,13 @@ pub(crate) async fn forward(
     // No body, or a small one of known length: kept, so that the request
     // can be sent again. Anything else (chunked, large) streams through once.
     // Either way a client that stops sending it is not waited for.
-    let body = Idle::new(
-        body.map_err(BoxError::from).boxed_unsync(),
-        route.body_timeout,
-    );
     let mut payload = if body.is_end_stream() {
         Payload::Replayable(Bytes::new())
     } else {
+        let body = Idle::new(
+            body.map_err(BoxError::from).boxed_unsync(),
+            route.body_timeout,
+        );
         match body.size_hint().exact() {
             Some(len) if len <= REPLAYABLE => {
                 match Limited::new(body, len as usize).collect().await {
