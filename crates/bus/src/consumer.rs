@@ -3,11 +3,13 @@
 //! failures with exponential back-off, and moves a message to the dead-letter
 //! table once its attempts are spent.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
+use futures::future::join_all;
 use rand::RngExt;
 use sqlx::{AnyConnection, AnyPool};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,20 @@ impl From<sqlx::Error> for HandlerError {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError>;
+
+    /// Applies `messages`, in order, in one transaction: what a handler
+    /// overrides to apply many with fewer statements than one by one. An
+    /// error undoes them all; the consumer then handles each on its own.
+    async fn handle_all(
+        &self,
+        tx: &mut AnyConnection,
+        messages: &[&Message],
+    ) -> Result<(), HandlerError> {
+        for message in messages {
+            self.handle(tx, message).await?;
+        }
+        Ok(())
+    }
 
     /// Called after the transaction of a handled message committed.
     fn committed(&self) {}
@@ -151,11 +167,8 @@ impl Consumer {
         let applied = self.apply_all(&messages).await;
         drop(messages);
         match applied {
-            Ok(()) => {
-                for delivery in ready {
-                    let _ = delivery.ack().await;
-                }
-            }
+            // Settled together: a backend's acks then share round trips.
+            Ok(()) => drop(join_all(ready.into_iter().map(Delivery::ack)).await),
             Err(error) => {
                 tracing::debug!(consumer = %self.name, %error, count = ready.len(), "a batch failed; handling its messages one by one");
                 for delivery in ready {
@@ -196,44 +209,53 @@ impl Consumer {
         }
     }
 
-    /// The effects and inbox records of `messages`, in one transaction.
+    /// The effects and inbox records of `messages`, in one transaction:
+    /// those not in the inbox yet are recorded there with one statement and
+    /// handed to the handler together.
     async fn apply_all(&self, messages: &[&Message]) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
-        let mut fresh = false;
-        for message in messages {
-            fresh |= self.apply_in(&mut tx, message).await?;
+        let fresh = self.record(&mut tx, messages).await?;
+        if !fresh.is_empty() {
+            self.handler.handle_all(&mut tx, &fresh).await?;
         }
         tx.commit().await?;
-        if fresh {
+        if !fresh.is_empty() {
             self.handler.committed();
         }
         Ok(())
     }
 
-    /// Records `message` in the inbox and applies it, unless it was there:
-    /// true if it was applied.
-    async fn apply_in(
+    /// Records `messages` in the inbox: those that were not there yet, in
+    /// order, each once.
+    async fn record<'m>(
         &self,
         tx: &mut AnyConnection,
-        message: &Message,
-    ) -> Result<bool, HandlerError> {
-        let fresh = sqlx::query(
-            "INSERT INTO inbox (consumer, message_id, handled_at) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&self.name)
-        .bind(&message.id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if fresh {
-            self.handler.handle(tx, message).await?;
-        } else {
-            tracing::debug!(consumer = %self.name, id = %message.id, "duplicate delivery skipped");
+        messages: &[&'m Message],
+    ) -> Result<Vec<&'m Message>, HandlerError> {
+        let rows: Vec<String> = (0..messages.len())
+            .map(|i| format!("($1, ${}, $2)", i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO inbox (consumer, message_id, handled_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING message_id",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&self.name)
+            .bind(now_ms());
+        for message in messages {
+            query = query.bind(&message.id);
         }
-        Ok(fresh)
+        let mut fresh: HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
+        let skipped = messages.len() - fresh.len();
+        if skipped > 0 {
+            tracing::debug!(consumer = %self.name, skipped, "duplicate deliveries skipped");
+        }
+        Ok(messages
+            .iter()
+            .copied()
+            .filter(|message| fresh.remove(&message.id))
+            .collect())
     }
 
     /// Records the message in the dead-letter table and, in the same

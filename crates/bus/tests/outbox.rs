@@ -162,6 +162,29 @@ async fn a_redelivered_message_has_no_second_effect() {
 }
 
 #[tokio::test]
+async fn a_message_twice_in_one_transaction_has_one_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "c.db").await;
+    let bus = MemoryBus::default();
+    // Both copies wait before the consumer runs, so that it takes them together.
+    drop(bus.subscribe("thing.made", "c").await.unwrap());
+    let message = Message::new("thing.made", "x");
+    let publishing: Vec<_> = (0..2)
+        .map(|_| {
+            let (bus, message) = (bus.clone(), message.clone());
+            tokio::spawn(async move { bus.publish(message).await.unwrap() })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let (handler, calls) = Record::new(0, false);
+    let shutdown = consume(&db, &bus, "thing.made", handler, RetryPolicy::default()).await;
+    futures::future::join_all(publishing).await;
+    assert_eq!(effects(&db).await, vec![message.id]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "handled once");
+    shutdown.cancel();
+}
+
+#[tokio::test]
 async fn failing_messages_are_dead_lettered_after_bounded_retries() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(&dir, "c.db").await;

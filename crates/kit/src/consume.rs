@@ -30,6 +30,20 @@ pub trait Consume: Send + Sync + 'static {
         message: &Message,
     ) -> Result<(), HandlerError>;
 
+    /// Applies several events, in order, in one transaction; a handler
+    /// overrides it to apply them with fewer statements than one by one.
+    /// An error undoes them all, and each is then handled on its own.
+    async fn handle_all(
+        &self,
+        tx: &mut Staging<'_>,
+        events: Vec<(Self::Event, &Message)>,
+    ) -> Result<(), HandlerError> {
+        for (event, message) in events {
+            self.handle(tx, event, message).await?;
+        }
+        Ok(())
+    }
+
     /// Called after a transaction that applied events committed.
     fn committed(&self) {}
 }
@@ -45,6 +59,14 @@ impl Staging<'_> {
     pub async fn stage<E: Event>(&mut self, event: &E) -> Result<(), sqlx::Error> {
         flotilla_bus::outbox::stage(self.conn, &message(event)).await?;
         self.staged.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stages every one of `events`, in order, in as few statements as it can.
+    pub async fn stage_all<E: Event>(&mut self, events: &[E]) -> Result<(), sqlx::Error> {
+        let messages: Vec<_> = events.iter().map(message).collect();
+        flotilla_bus::outbox::stage_all(self.conn, &messages).await?;
+        self.staged.fetch_or(!events.is_empty(), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -94,6 +116,22 @@ impl<C: Consume> Handler for Typed<C> {
             staged: &self.staged,
         };
         self.inner.handle(&mut staging, event, message).await
+    }
+
+    async fn handle_all(
+        &self,
+        tx: &mut AnyConnection,
+        messages: &[&Message],
+    ) -> Result<(), HandlerError> {
+        let events = messages
+            .iter()
+            .map(|message| Ok((decode::<C::Event>(message)?, *message)))
+            .collect::<Result<Vec<_>, HandlerError>>()?;
+        let mut staging = Staging {
+            conn: tx,
+            staged: &self.staged,
+        };
+        self.inner.handle_all(&mut staging, events).await
     }
 
     fn committed(&self) {

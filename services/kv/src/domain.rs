@@ -142,15 +142,6 @@ pub struct Pair {
     pub correlation_id: String,
 }
 
-/// Item `index` (0-based) of a batch of `total`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchItem {
-    pub batch_id: String,
-    pub index: u32,
-    pub total: u32,
-    pub item: Item,
-}
-
 /// One key/value pair of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {

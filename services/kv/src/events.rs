@@ -8,7 +8,7 @@ use flotilla_contracts::Event;
 use flotilla_kit::consume::{Consume, HandlerError, Message, Staging};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{BatchItem, Item, Pair};
+use crate::domain::{Item, Pair};
 use crate::store::{self, Staged, Store};
 
 /// A pair sent on a roundtrip, to be stored.
@@ -98,22 +98,36 @@ impl Consume for StorePair {
         &self,
         tx: &mut Staging<'_>,
         event: RoundtripV1,
-        _message: &Message,
+        message: &Message,
     ) -> Result<(), HandlerError> {
-        let pair = Pair {
-            key: event.key,
-            value: event.value,
-            stored_at: flotilla_kit::timestamp(),
-            correlation_id: event.correlation_id,
-        };
-        self.store.save_pair(tx, &pair).await?;
-        tx.stage(&StoredV1::from(pair)).await?;
+        self.handle_all(tx, vec![(event, message)]).await
+    }
+
+    /// Stores the pairs with one statement and forwards them with another.
+    async fn handle_all(
+        &self,
+        tx: &mut Staging<'_>,
+        events: Vec<(RoundtripV1, &Message)>,
+    ) -> Result<(), HandlerError> {
+        let stored_at = flotilla_kit::timestamp();
+        let pairs: Vec<Pair> = events
+            .into_iter()
+            .map(|(event, _)| Pair {
+                key: event.key,
+                value: event.value,
+                stored_at: stored_at.clone(),
+                correlation_id: event.correlation_id,
+            })
+            .collect();
+        self.store.save_pairs(tx, &pairs).await?;
+        let stored: Vec<StoredV1> = pairs.into_iter().map(StoredV1::from).collect();
+        tx.stage_all(&stored).await?;
         Ok(())
     }
 }
 
-/// Stages each item of a batch; the last one stores the whole batch and
-/// stages the reply, in its transaction.
+/// Counts the items of a batch; the one that completes it stores the whole
+/// batch and stages the reply, in its transaction.
 pub struct CollectBatch {
     pub store: Store,
 }
@@ -126,48 +140,74 @@ impl Consume for CollectBatch {
         &self,
         tx: &mut Staging<'_>,
         item: BatchItemV1,
-        _message: &Message,
+        message: &Message,
     ) -> Result<(), HandlerError> {
-        if item.total == 0 || item.index >= item.total {
-            return Err(HandlerError::Permanent(format!(
-                "item {} of a batch of {}",
-                item.index, item.total
-            )));
+        self.handle_all(tx, vec![(item, message)]).await
+    }
+
+    /// Counts the items of each batch among `items` with a few statements.
+    async fn handle_all(
+        &self,
+        tx: &mut Staging<'_>,
+        items: Vec<(BatchItemV1, &Message)>,
+    ) -> Result<(), HandlerError> {
+        // Items of one batch id and size, in the order they came.
+        let mut batches: Vec<(String, u32, Vec<(u32, Item)>)> = Vec::new();
+        for (item, _) in items {
+            if item.total == 0 || item.index >= item.total {
+                return Err(HandlerError::Permanent(format!(
+                    "item {} of a batch of {}",
+                    item.index, item.total
+                )));
+            }
+            let entry = (
+                item.index,
+                Item {
+                    key: item.key,
+                    value: item.value,
+                },
+            );
+            match batches
+                .iter_mut()
+                .find(|(id, total, _)| *id == item.batch_id && *total == item.total)
+            {
+                Some((_, _, entries)) => entries.push(entry),
+                None => batches.push((item.batch_id, item.total, vec![entry])),
+            }
         }
-        let item = BatchItem {
-            batch_id: item.batch_id,
-            index: item.index,
-            total: item.total,
-            item: Item {
-                key: item.key,
-                value: item.value,
-            },
-        };
-        let outcome = match store::stage_item(tx, &item).await? {
+        for (batch_id, total, entries) in batches {
+            self.collect(tx, batch_id, total, &entries).await?;
+        }
+        Ok(())
+    }
+}
+
+impl CollectBatch {
+    async fn collect(
+        &self,
+        tx: &mut Staging<'_>,
+        batch_id: String,
+        total: u32,
+        items: &[(u32, Item)],
+    ) -> Result<(), HandlerError> {
+        let outcome = match store::stage_items(tx, &batch_id, total, items).await? {
             Staged::Duplicate | Staged::Counted { last: false } => return Ok(()),
             // Two batches under one id, of different sizes: the first wins.
-            Staged::WrongSize { total } => Outcome::Failed {
-                reason: format!(
-                    "batch {} is {total} items long, not {}",
-                    item.batch_id, item.total
-                ),
+            Staged::WrongSize { total: first } => Outcome::Failed {
+                reason: format!("batch {batch_id} is {first} items long, not {total}"),
             },
             Staged::Counted { last: true } => {
                 let stored_at = self
                     .store
-                    .save_batch(tx, &item.batch_id, item.total, &flotilla_kit::timestamp())
+                    .save_batch(tx, &batch_id, total, &flotilla_kit::timestamp())
                     .await?;
                 Outcome::Done {
-                    size: item.total,
+                    size: total,
                     stored_at,
                 }
             }
         };
-        let reply = BatchReplyV1 {
-            batch_id: item.batch_id,
-            outcome,
-        };
-        tx.stage(&reply).await?;
+        tx.stage(&BatchReplyV1 { batch_id, outcome }).await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 use redis::AsyncCommands;
 use sqlx::{AnyConnection, AnyPool};
 
-use crate::domain::{BatchItem, Item, Pair};
+use crate::domain::{Item, Pair};
 
 /// Where pairs and stored batches live.
 #[derive(Clone)]
@@ -54,52 +54,70 @@ impl From<StoreError> for flotilla_bus::consumer::HandlerError {
     }
 }
 
-/// Counts `item` towards its batch, once, with the batch's progress row
-/// locked (PostgreSQL) or the database written (SQLite) by this transaction.
-pub async fn stage_item(tx: &mut AnyConnection, item: &BatchItem) -> Result<Staged, sqlx::Error> {
+/// Rows per statement when staging items: 4 parameters each stays far
+/// below the bind limits of SQLite and PostgreSQL.
+const STAGE_CHUNK: usize = 1000;
+
+/// Counts `items` (index and item) towards batch `batch_id` of `total`
+/// items, each index once, with the batch's progress row locked
+/// (PostgreSQL) or the database written (SQLite) by this transaction.
+pub async fn stage_items(
+    tx: &mut AnyConnection,
+    batch_id: &str,
+    total: u32,
+    items: &[(u32, Item)],
+) -> Result<Staged, sqlx::Error> {
     sqlx::query(
         "INSERT INTO batch_progress (batch_id, total, received) VALUES ($1, $2, 0) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(&item.batch_id)
-    .bind(i64::from(item.total))
+    .bind(batch_id)
+    .bind(i64::from(total))
     .execute(&mut *tx)
     .await?;
     // A write that changes nothing, to hold the row until commit.
-    let (total, received): (i64, i64) = sqlx::query_as(
+    let (first_total, received): (i64, i64) = sqlx::query_as(
         "UPDATE batch_progress SET received = received WHERE batch_id = $1 \
          RETURNING total, received",
     )
-    .bind(&item.batch_id)
+    .bind(batch_id)
     .fetch_one(&mut *tx)
     .await?;
-    if total != i64::from(item.total) {
-        return Ok(Staged::WrongSize { total });
+    if first_total != i64::from(total) {
+        return Ok(Staged::WrongSize { total: first_total });
     }
-    if received >= total {
+    if received >= first_total {
         return Ok(Staged::Duplicate);
     }
-    let fresh = sqlx::query(
-        "INSERT INTO batch_staging (batch_id, idx, key, value) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&item.batch_id)
-    .bind(i64::from(item.index))
-    .bind(&item.item.key)
-    .bind(&item.item.value)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
+    let mut fresh = 0;
+    for chunk in items.chunks(STAGE_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+            .collect();
+        let sql = format!(
+            "INSERT INTO batch_staging (batch_id, idx, key, value) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
+        for (index, item) in chunk {
+            query = query
+                .bind(i64::from(*index))
+                .bind(&item.key)
+                .bind(&item.value);
+        }
+        fresh += query.execute(&mut *tx).await?.rows_affected() as i64;
+    }
+    if fresh == 0 {
         return Ok(Staged::Duplicate);
     }
-    sqlx::query("UPDATE batch_progress SET received = received + 1 WHERE batch_id = $1")
-        .bind(&item.batch_id)
+    sqlx::query("UPDATE batch_progress SET received = received + $1 WHERE batch_id = $2")
+        .bind(fresh)
+        .bind(batch_id)
         .execute(&mut *tx)
         .await?;
     Ok(Staged::Counted {
-        last: received + 1 == total,
+        last: received + fresh == first_total,
     })
 }
 
@@ -157,25 +175,48 @@ impl Store {
         format!("{prefix}{kind}:{name}")
     }
 
-    pub async fn save_pair(&self, tx: &mut AnyConnection, pair: &Pair) -> Result<(), StoreError> {
+    /// Stores `pairs`, in order: of several with one key, the last wins.
+    pub async fn save_pairs(
+        &self,
+        tx: &mut AnyConnection,
+        pairs: &[Pair],
+    ) -> Result<(), StoreError> {
         match self {
             Store::Sql(_) => {
-                sqlx::query(
-                    "INSERT INTO pairs (key, value, correlation_id, stored_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                     correlation_id = excluded.correlation_id, stored_at = excluded.stored_at",
-                )
-                .bind(&pair.key)
-                .bind(&pair.value)
-                .bind(&pair.correlation_id)
-                .bind(&pair.stored_at)
-                .execute(tx)
-                .await?;
+                // One statement may not update a row twice: the last of each key.
+                let mut seen = std::collections::HashSet::new();
+                let mut latest: Vec<&Pair> = (pairs.iter().rev())
+                    .filter(|pair| seen.insert(pair.key.as_str()))
+                    .collect();
+                latest.reverse();
+                for chunk in latest.chunks(STAGE_CHUNK) {
+                    let rows: Vec<String> = (0..chunk.len())
+                        .map(|i| {
+                            let n = 4 * i;
+                            format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
+                        })
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO pairs (key, value, correlation_id, stored_at) VALUES {} \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                         correlation_id = excluded.correlation_id, stored_at = excluded.stored_at",
+                        rows.join(", ")
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for pair in chunk {
+                        query = query
+                            .bind(&pair.key)
+                            .bind(&pair.value)
+                            .bind(&pair.correlation_id)
+                            .bind(&pair.stored_at);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
             }
             Store::Redis { redis, prefix, .. } => {
-                let () = redis
-                    .clone()
-                    .hset_multiple(
+                let mut pipe = redis::pipe();
+                for pair in pairs {
+                    pipe.hset_multiple(
                         Self::key(prefix, "pair", &pair.key),
                         &[
                             ("value", &pair.value),
@@ -183,7 +224,9 @@ impl Store {
                             ("stored_at", &pair.stored_at),
                         ],
                     )
-                    .await?;
+                    .ignore();
+                }
+                let () = pipe.query_async(&mut redis.clone()).await?;
             }
         }
         Ok(())
