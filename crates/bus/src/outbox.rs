@@ -3,8 +3,9 @@
 //! published once the bus has confirmed it.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -69,13 +70,36 @@ pub async fn stage_all(conn: &mut AnyConnection, messages: &[Message]) -> Result
 }
 
 /// Wakes the relay right after a commit, so messages leave without waiting
-/// for the next poll.
+/// for the next poll; a transaction that hands over what it staged spares
+/// the relay reading it back.
 #[derive(Clone, Default)]
-pub struct Waker(Arc<Notify>);
+pub struct Waker(Arc<Wake>);
+
+#[derive(Default)]
+struct Wake {
+    notify: Notify,
+    /// Staged by transactions that committed, for the relay to publish.
+    handed: Mutex<Vec<Message>>,
+    /// Something was staged without being handed over: read the outbox.
+    read: AtomicBool,
+}
 
 impl Waker {
+    /// Messages were staged and committed: the relay reads the outbox.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.0.read.store(true, Ordering::Release);
+        self.0.notify.notify_one();
+    }
+
+    /// `messages` were staged by a transaction that has committed: the
+    /// relay publishes them as they are. Handing over messages that were
+    /// not committed would publish them: call it only after the commit.
+    pub fn hand(&self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.0.handed.lock().unwrap().extend(messages);
+        self.0.notify.notify_one();
     }
 }
 
@@ -85,6 +109,13 @@ pub struct Relay {
     bus: Arc<dyn Bus>,
     waker: Waker,
     poll: Duration,
+}
+
+/// What a relay's publishing tasks share with it.
+struct Publishing {
+    tasks: JoinSet<()>,
+    in_flight: Arc<Mutex<InFlight>>,
+    confirmed: mpsc::UnboundedSender<String>,
 }
 
 impl Relay {
@@ -104,24 +135,39 @@ impl Relay {
     }
 
     /// Runs until `shutdown`; messages still in flight then stay staged and
-    /// are published by the next run.
+    /// are published by the next run. Messages handed over are published at
+    /// once; the outbox is read when woken, and every `poll` for what was
+    /// staged elsewhere or failed to publish.
     pub async fn run(self, shutdown: CancellationToken) {
-        let in_flight: Arc<Mutex<InFlight>> = Arc::default();
-        let mut publishing = JoinSet::new();
         let (confirmed, marking) = mpsc::unbounded_channel();
-        publishing.spawn(mark_published(
+        let mut publishing = Publishing {
+            tasks: JoinSet::new(),
+            in_flight: Arc::default(),
+            confirmed,
+        };
+        publishing.tasks.spawn(mark_published(
             self.pool.clone(),
             marking,
-            in_flight.clone(),
+            publishing.in_flight.clone(),
         ));
+        let mut last_read: Option<Instant> = None;
         let mut last_prune = 0;
         loop {
-            let wake = self.waker.0.notified();
-            match self.pass(&in_flight, &confirmed, &mut publishing).await {
-                Ok(()) => {}
-                Err(error) => tracing::warn!(%error, "outbox relay pass failed"),
+            let wake = self.waker.0.notify.notified();
+            // Before a read, so that a read cannot forget a handed message
+            // it published while that message still waits here.
+            let handed = std::mem::take(&mut *self.waker.0.handed.lock().unwrap());
+            for message in handed {
+                self.publish(message, &mut publishing);
             }
-            while publishing.try_join_next().is_some() {}
+            let due = last_read.is_none_or(|at| at.elapsed() >= self.poll);
+            if self.waker.0.read.swap(false, Ordering::AcqRel) || due {
+                last_read = Some(Instant::now());
+                if let Err(error) = self.pass(&mut publishing).await {
+                    tracing::warn!(%error, "outbox relay pass failed");
+                }
+            }
+            while publishing.tasks.try_join_next().is_some() {}
             if now_ms() - last_prune > 60_000 {
                 last_prune = now_ms();
                 let pruned = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
@@ -132,23 +178,49 @@ impl Relay {
                     tracing::warn!(%error, "outbox prune failed");
                 }
             }
+            let next_read =
+                last_read.map_or(Duration::ZERO, |at| self.poll.saturating_sub(at.elapsed()));
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = wake => {}
-                () = tokio::time::sleep(self.poll) => {}
+                () = tokio::time::sleep(next_read) => {}
             }
         }
-        publishing.abort_all();
+        publishing.tasks.abort_all();
+    }
+
+    /// Starts publishing `message` unless it is in flight already.
+    fn publish(&self, message: Message, publishing: &mut Publishing) {
+        if !publishing
+            .in_flight
+            .lock()
+            .unwrap()
+            .ids
+            .insert(message.id.clone())
+        {
+            return;
+        }
+        let (bus, confirmed, in_flight) = (
+            self.bus.clone(),
+            publishing.confirmed.clone(),
+            publishing.in_flight.clone(),
+        );
+        publishing.tasks.spawn(async move {
+            let id = message.id.clone();
+            match bus.publish(message).await {
+                // Marked by `mark_published`, which then forgets it.
+                Ok(()) => drop(confirmed.send(id)),
+                Err(error) => {
+                    tracing::warn!(%error, %id, "publish failed; will retry");
+                    in_flight.lock().unwrap().ids.remove(&id);
+                }
+            }
+        });
     }
 
     /// Starts publishing every staged message that is not already in flight.
-    async fn pass(
-        &self,
-        in_flight: &Arc<Mutex<InFlight>>,
-        confirmed: &mpsc::UnboundedSender<String>,
-        publishing: &mut JoinSet<()>,
-    ) -> Result<(), sqlx::Error> {
-        in_flight.lock().unwrap().forget_marked();
+    async fn pass(&self, publishing: &mut Publishing) -> Result<(), sqlx::Error> {
+        publishing.in_flight.lock().unwrap().forget_marked();
         let mut after = String::new();
         loop {
             let rows = sqlx::query(
@@ -165,33 +237,17 @@ impl Relay {
             after = last.try_get("id")?;
             let full = rows.len() as i64 == BATCH;
             for row in rows {
-                let id: String = row.try_get("id")?;
-                if !in_flight.lock().unwrap().ids.insert(id.clone()) {
-                    continue;
-                }
                 let headers: String = row.try_get("headers")?;
                 let payload: String = row.try_get("payload")?;
                 let message = Message {
-                    id,
+                    id: row.try_get("id")?,
                     subject: row.try_get("subject")?,
                     headers: serde_json::from_str::<BTreeMap<String, String>>(&headers)
                         .unwrap_or_default(),
                     payload: Bytes::from(payload),
                     reply_to: None,
                 };
-                let (bus, confirmed, in_flight) =
-                    (self.bus.clone(), confirmed.clone(), in_flight.clone());
-                publishing.spawn(async move {
-                    let id = message.id.clone();
-                    match bus.publish(message).await {
-                        // Marked by `mark_published`, which then forgets it.
-                        Ok(()) => drop(confirmed.send(id)),
-                        Err(error) => {
-                            tracing::warn!(%error, %id, "publish failed; will retry");
-                            in_flight.lock().unwrap().ids.remove(&id);
-                        }
-                    }
-                });
+                self.publish(message, publishing);
             }
             if !full {
                 return Ok(());

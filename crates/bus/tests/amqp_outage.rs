@@ -17,6 +17,10 @@ use common::{PROBE_TIMEOUT, probe_until, server_url};
 use flotilla_bus::amqp::AmqpBus;
 use flotilla_bus::{Bus, BusError};
 
+/// Held by each test: the restart takes down the broker the others use,
+/// and their queues with it.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn rabbitmqctl(command: &str) {
     let status = Command::new("rabbitmqctl")
         .arg("-q")
@@ -29,6 +33,7 @@ fn rabbitmqctl(command: &str) {
 #[tokio::test]
 #[ignore = "restarts the RabbitMQ of FLOTILLA_TEST_AMQP_URL: FLOTILLA_TEST_AMQP_RESTART=1"]
 async fn a_rabbitmq_restart_while_the_relay_publishes_loses_no_committed_event() {
+    let _broker = BROKER.lock().await;
     let url = server_url("FLOTILLA_TEST_AMQP_URL");
     assert_eq!(
         std::env::var("FLOTILLA_TEST_AMQP_RESTART").as_deref(),
@@ -84,6 +89,7 @@ async fn behind_a_proxy() -> (AmqpBus, Proxy) {
 #[tokio::test]
 #[ignore = "needs RabbitMQ: FLOTILLA_TEST_AMQP_URL"]
 async fn the_probe_fails_while_the_broker_is_unreachable_and_passes_once_it_is_back() {
+    let _broker = BROKER.lock().await;
     let (bus, mut proxy) = behind_a_proxy().await;
     bus.probe(PROBE_TIMEOUT).await.expect("the broker is up");
 
@@ -105,6 +111,7 @@ async fn the_probe_fails_while_the_broker_is_unreachable_and_passes_once_it_is_b
 #[tokio::test]
 #[ignore = "needs RabbitMQ: FLOTILLA_TEST_AMQP_URL"]
 async fn the_probe_fails_while_the_broker_does_not_answer() {
+    let _broker = BROKER.lock().await;
     let (bus, proxy) = behind_a_proxy().await;
     bus.probe(PROBE_TIMEOUT).await.expect("the broker is up");
 

@@ -1,9 +1,9 @@
 //! Typed consumers: a [`Consume`] handler receives the decoded, versioned
 //! event inside the consumer's transaction. A payload that does not decode,
-//! or carries another schema, goes to the dead letters with the reason; the
-//! outbox relay is woken after every commit that staged events.
+//! or carries another schema, goes to the dead letters with the reason; what
+//! a handler staged is handed to the outbox relay once its transaction commits.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 pub use flotilla_bus::Message;
@@ -51,14 +51,15 @@ pub trait Consume: Send + Sync + 'static {
 /// The consumer's transaction, in which a handler may stage events.
 pub struct Staging<'a> {
     conn: &'a mut AnyConnection,
-    staged: &'a AtomicBool,
+    staged: &'a Mutex<Vec<Message>>,
 }
 
 impl Staging<'_> {
     /// Stages `event` in the outbox, in the consumer's transaction.
     pub async fn stage<E: Event>(&mut self, event: &E) -> Result<(), sqlx::Error> {
-        flotilla_bus::outbox::stage(self.conn, &message(event)).await?;
-        self.staged.store(true, Ordering::Relaxed);
+        let message = message(event);
+        flotilla_bus::outbox::stage(self.conn, &message).await?;
+        self.staged.lock().unwrap().push(message);
         Ok(())
     }
 
@@ -66,7 +67,7 @@ impl Staging<'_> {
     pub async fn stage_all<E: Event>(&mut self, events: &[E]) -> Result<(), sqlx::Error> {
         let messages: Vec<_> = events.iter().map(message).collect();
         flotilla_bus::outbox::stage_all(self.conn, &messages).await?;
-        self.staged.fetch_or(!events.is_empty(), Ordering::Relaxed);
+        self.staged.lock().unwrap().extend(messages);
         Ok(())
     }
 }
@@ -104,18 +105,15 @@ pub fn decode<E: Event + DeserializeOwned>(message: &Message) -> Result<E, Handl
 struct Typed<C> {
     inner: C,
     outbox: Waker,
-    staged: AtomicBool,
+    /// Staged by the transaction under way; handed to the relay if it
+    /// commits. One consumer runs one transaction at a time.
+    staged: Mutex<Vec<Message>>,
 }
 
 #[async_trait]
 impl<C: Consume> Handler for Typed<C> {
     async fn handle(&self, tx: &mut AnyConnection, message: &Message) -> Result<(), HandlerError> {
-        let event = decode::<C::Event>(message)?;
-        let mut staging = Staging {
-            conn: tx,
-            staged: &self.staged,
-        };
-        self.inner.handle(&mut staging, event, message).await
+        self.handle_all(tx, &[message]).await
     }
 
     async fn handle_all(
@@ -123,6 +121,8 @@ impl<C: Consume> Handler for Typed<C> {
         tx: &mut AnyConnection,
         messages: &[&Message],
     ) -> Result<(), HandlerError> {
+        // What a transaction that did not commit staged is gone with it.
+        self.staged.lock().unwrap().clear();
         let events = messages
             .iter()
             .map(|message| Ok((decode::<C::Event>(message)?, *message)))
@@ -135,9 +135,8 @@ impl<C: Consume> Handler for Typed<C> {
     }
 
     fn committed(&self) {
-        if self.staged.swap(false, Ordering::Relaxed) {
-            self.outbox.wake();
-        }
+        self.outbox
+            .hand(std::mem::take(&mut *self.staged.lock().unwrap()));
         self.inner.committed();
     }
 }
@@ -152,7 +151,7 @@ pub(crate) fn consumer<C: Consume>(
     let typed = Typed {
         inner: handler,
         outbox,
-        staged: AtomicBool::new(false),
+        staged: Mutex::default(),
     };
     Consumer::new(group, pool, typed)
 }

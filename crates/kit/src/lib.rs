@@ -151,7 +151,8 @@ pub struct Context {
     pub name: &'static str,
     pub db: AnyPool,
     pub bus: Arc<dyn Bus>,
-    /// Wakes the outbox relay; [`Tx::commit`] and typed consumers do it.
+    /// Hands committed events to the outbox relay; [`Tx::commit`] and
+    /// typed consumers do it.
     outbox: Waker,
     pub shutdown: CancellationToken,
     /// The instance's own Prometheus registry: record what the service
@@ -161,10 +162,23 @@ pub struct Context {
 }
 
 impl Context {
-    /// Begins a transaction that may stage events; committing it wakes the
-    /// outbox relay.
+    /// Begins a transaction that may stage events; committing it hands
+    /// them to the outbox relay.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(Tx::new(self.db.begin().await?, self.outbox.clone()))
+    }
+
+    /// Stages `event` in the outbox with one statement of its own, which
+    /// commits at once: for an event that goes with no change of state (a
+    /// transaction would cost two more round trips to the database).
+    pub async fn publish<E: flotilla_contracts::Event>(
+        &self,
+        event: &E,
+    ) -> Result<(), sqlx::Error> {
+        let message = tx::message(event);
+        flotilla_bus::outbox::stage(&mut *self.db.acquire().await?, &message).await?;
+        self.outbox.hand(vec![message]);
+        Ok(())
     }
 
     /// Subscribes `handler` to its event's subject in this service's

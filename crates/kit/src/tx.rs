@@ -1,6 +1,6 @@
 //! Writing state and the events it causes together: a [`Tx`] is a database
 //! transaction that can stage events in the outbox and, when it commits,
-//! wakes the relay that publishes them. Staging is only possible through it
+//! hands them to the relay that publishes them. Staging is only possible through it
 //! (or through a consumer's [`Staging`](crate::consume::Staging)), so no
 //! staged event waits for the relay's next poll.
 
@@ -14,7 +14,8 @@ use sqlx::{Any, AnyConnection, Transaction};
 pub struct Tx {
     inner: Transaction<'static, Any>,
     outbox: Waker,
-    staged: bool,
+    /// Handed to the relay once the transaction commits.
+    staged: Vec<flotilla_bus::Message>,
 }
 
 impl Tx {
@@ -22,14 +23,15 @@ impl Tx {
         Self {
             inner,
             outbox,
-            staged: false,
+            staged: Vec::new(),
         }
     }
 
     /// Stages `event` in the outbox; it leaves once the transaction commits.
     pub async fn stage<E: Event>(&mut self, event: &E) -> Result<(), sqlx::Error> {
-        flotilla_bus::outbox::stage(&mut self.inner, &message(event)).await?;
-        self.staged = true;
+        let message = message(event);
+        flotilla_bus::outbox::stage(&mut self.inner, &message).await?;
+        self.staged.push(message);
         Ok(())
     }
 
@@ -37,16 +39,14 @@ impl Tx {
     pub async fn stage_all<E: Event>(&mut self, events: &[E]) -> Result<(), sqlx::Error> {
         let messages: Vec<_> = events.iter().map(message).collect();
         flotilla_bus::outbox::stage_all(&mut self.inner, &messages).await?;
-        self.staged |= !events.is_empty();
+        self.staged.extend(messages);
         Ok(())
     }
 
-    /// Commits, then wakes the relay if events were staged.
+    /// Commits, then hands the events staged to the relay.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.inner.commit().await?;
-        if self.staged {
-            self.outbox.wake();
-        }
+        self.outbox.hand(self.staged);
         Ok(())
     }
 }

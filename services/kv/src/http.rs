@@ -87,9 +87,7 @@ pub async fn roundtrip(
         key: key.into_string(),
         value: value.into_string(),
     };
-    let mut tx = state.ctx.begin().await?;
-    tx.stage(&event).await?;
-    tx.commit().await?;
+    state.ctx.publish(&event).await?;
     let accepted = RoundtripAccepted {
         correlation_id: event.correlation_id,
         key: event.key,
