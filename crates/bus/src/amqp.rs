@@ -274,8 +274,11 @@ impl Bus for AmqpBus {
 
     async fn subscribe(&self, subject: &str, group: &str) -> Result<Subscription, BusError> {
         let channel = self.connection.create_channel().await.map_err(backend)?;
+        // Enough unacknowledged deliveries for a consumer to apply many in
+        // one transaction (32 made a 100,000-item kv batch take twice as
+        // long as on NATS).
         channel
-            .basic_qos(32, BasicQosOptions::default())
+            .basic_qos(256, BasicQosOptions::default())
             .await
             .map_err(backend)?;
         let queue = format!("{}.{group}.{subject}", self.prefix);

@@ -154,8 +154,10 @@ impl Relay {
         let mut last_prune = 0;
         loop {
             let wake = self.waker.0.notify.notified();
-            // Before a read, so that a read cannot forget a handed message
-            // it published while that message still waits here.
+            // Before a read: a message a read already published stays in
+            // flight until the next read starts, so it is skipped here. One
+            // handed over only after that (its committer was slow) goes out
+            // twice, which consumers' inboxes absorb.
             let handed = std::mem::take(&mut *self.waker.0.handed.lock().unwrap());
             for message in handed {
                 self.publish(message, &mut publishing);

@@ -1,8 +1,9 @@
 //! Writing state and the events it causes together: a [`Tx`] is a database
 //! transaction that can stage events in the outbox and, when it commits,
-//! hands them to the relay that publishes them. Staging is only possible through it
-//! (or through a consumer's [`Staging`](crate::consume::Staging)), so no
-//! staged event waits for the relay's next poll.
+//! hands them to the relay that publishes them. Staging is only possible
+//! through it (or a consumer's [`Staging`](crate::consume::Staging), or
+//! [`Context::publish`](crate::Context::publish)), so no staged event waits
+//! for the relay's next read of the outbox.
 
 use std::ops::{Deref, DerefMut};
 

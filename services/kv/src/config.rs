@@ -5,11 +5,12 @@
 #[group(id = "kv")]
 pub struct Config {
     /// How long `POST /kv/batch` waits for the batch's reply, in
-    /// milliseconds, before answering 504.
+    /// milliseconds, before answering 504: under the gateway's 30 s, and
+    /// enough for 100,000 items.
     #[arg(
         long = "kv-batch-timeout-ms",
         env = "FLOTILLA_KV_BATCH_TIMEOUT_MS",
-        default_value_t = 5000
+        default_value_t = 25_000
     )]
     pub batch_timeout_ms: u64,
     /// The most items a batch may have (at most 100000); the OpenAPI
