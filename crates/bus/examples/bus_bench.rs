@@ -201,8 +201,9 @@ async fn raw_amqp(url: &str, n: usize) -> Run {
         .await
         .unwrap();
     let consumer_channel = connection.create_channel().await.unwrap();
+    // The prefetch of `AmqpBus`, so that both hold as many deliveries.
     consumer_channel
-        .basic_qos(32, BasicQosOptions::default())
+        .basic_qos(256, BasicQosOptions::default())
         .await
         .unwrap();
     let queue = format!("rawbench{}", std::process::id());
