@@ -232,19 +232,15 @@ impl Consumer {
         tx: &mut AnyConnection,
         messages: &[&'m Message],
     ) -> Result<Vec<&'m Message>, HandlerError> {
-        let rows: Vec<String> = (0..messages.len())
-            .map(|i| format!("($1, ${}, $2)", i + 3))
-            .collect();
         let sql = format!(
             "INSERT INTO inbox (consumer, message_id, handled_at) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING message_id",
-            rows.join(", ")
+            crate::sql::values(messages.len(), 3)
         );
-        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(&self.name)
-            .bind(now_ms());
+        let now = now_ms();
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
         for message in messages {
-            query = query.bind(&message.id);
+            query = query.bind(&self.name).bind(&message.id).bind(now);
         }
         let mut fresh: HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
         let skipped = messages.len() - fresh.len();

@@ -15,6 +15,7 @@ pub mod consumer;
 pub mod memory;
 pub mod nats;
 pub mod outbox;
+pub mod sql;
 mod subject;
 
 use std::collections::BTreeMap;

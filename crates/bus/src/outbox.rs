@@ -37,22 +37,9 @@ const STAGE_CHUNK: usize = 1000;
 pub async fn stage_all(conn: &mut AnyConnection, messages: &[Message]) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for chunk in messages.chunks(STAGE_CHUNK) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let n = i * 5;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5
-                )
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO outbox (id, subject, headers, payload, created_at) VALUES {}",
-            rows.join(", ")
+            crate::sql::values(chunk.len(), 5)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for message in chunk {

@@ -91,17 +91,15 @@ pub async fn stage_items(
     }
     let mut fresh = 0;
     for chunk in items.chunks(STAGE_CHUNK) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
-            .collect();
         let sql = format!(
             "INSERT INTO batch_staging (batch_id, idx, key, value) VALUES {} \
              ON CONFLICT DO NOTHING",
-            rows.join(", ")
+            flotilla_bus::sql::values(chunk.len(), 4)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (index, item) in chunk {
             query = query
+                .bind(batch_id)
                 .bind(i64::from(*index))
                 .bind(&item.key)
                 .bind(&item.value);
@@ -190,17 +188,11 @@ impl Store {
                     .collect();
                 latest.reverse();
                 for chunk in latest.chunks(STAGE_CHUNK) {
-                    let rows: Vec<String> = (0..chunk.len())
-                        .map(|i| {
-                            let n = 4 * i;
-                            format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
-                        })
-                        .collect();
                     let sql = format!(
                         "INSERT INTO pairs (key, value, correlation_id, stored_at) VALUES {} \
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
                          correlation_id = excluded.correlation_id, stored_at = excluded.stored_at",
-                        rows.join(", ")
+                        flotilla_bus::sql::values(chunk.len(), 4)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for pair in chunk {
