@@ -2,8 +2,9 @@
 //! next to its anchors, direct inserts into the same database:
 //!
 //! - roundtrip latency, from the start of `POST /kv/roundtrip` to the pair's
-//!   arrival on `/kv/ws`, at a steady rate; anchor: one single-row insert
-//!   (its own transaction) at a time;
+//!   arrival on `/kv/ws`, at a steady rate, after a second at that rate
+//!   that is not counted (connections being opened, statements prepared);
+//!   anchor: one single-row insert (its own transaction) at a time;
 //! - the time of `POST /kv/batch` for N items, until its reply; anchor: N
 //!   rows inserted in one transaction (no batch with a size of 0).
 //!
@@ -113,15 +114,21 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let total = rate * seconds;
+    let (warm_up, total) = (rate, rate * seconds);
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut requests = tokio::task::JoinSet::new();
-    let started = Instant::now();
-    for i in 0..total {
+    let mut started = Instant::now();
+    for i in 0..warm_up + total {
         ticks.tick().await;
+        let counted = i >= warm_up;
         let key = format!("bench-{run}-{i}");
-        sent.lock().unwrap().insert(key.clone(), Instant::now());
+        if i == warm_up {
+            started = Instant::now();
+        }
+        if counted {
+            sent.lock().unwrap().insert(key.clone(), Instant::now());
+        }
         let (client, url) = (client.clone(), url.clone());
         requests.spawn(async move {
             let body = json!({ "key": key, "value": "v" });
@@ -130,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
                 .json(&body)
                 .send()
                 .await;
-            matches!(response, Ok(r) if r.status() == 202)
+            counted && matches!(response, Ok(r) if r.status() == 202)
         });
     }
     let accepted = requests

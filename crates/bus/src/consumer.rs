@@ -14,6 +14,7 @@ use rand::RngExt;
 use sqlx::{AnyConnection, AnyPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::sql::Held;
 use crate::{Bus, BusError, Delivery, Message, Subscription, now_ms};
 
 /// Deliveries already waiting that are handled in one transaction at most.
@@ -144,6 +145,7 @@ impl Consumer {
     /// one transaction, the others one at a time. A delivery cut short by
     /// shutdown is dropped unsettled, and so redelivered.
     async fn run(self, mut subscription: Subscription) {
+        let mut conn = Held::new(self.pool.clone());
         while let Some(first) = subscription.next().await {
             let mut ready = vec![first];
             while ready.len() < TOGETHER {
@@ -153,18 +155,18 @@ impl Consumer {
                 }
             }
             if ready.len() == 1 {
-                self.process(ready.pop().expect("one")).await;
+                self.process(&mut conn, ready.pop().expect("one")).await;
             } else {
-                self.process_together(ready).await;
+                self.process_together(&mut conn, ready).await;
             }
         }
     }
 
     /// Applies `ready` in one transaction and acknowledges them all; if any
     /// fails, nothing of them is kept and each goes its own way instead.
-    async fn process_together(&self, ready: Vec<Delivery>) {
+    async fn process_together(&self, conn: &mut Held, ready: Vec<Delivery>) {
         let messages: Vec<&Message> = ready.iter().map(|d| &d.message).collect();
-        let applied = self.apply_all(&messages).await;
+        let applied = self.apply_all(conn, &messages).await;
         drop(messages);
         match applied {
             // Settled together: a backend's acks then share round trips.
@@ -172,15 +174,15 @@ impl Consumer {
             Err(error) => {
                 tracing::debug!(consumer = %self.name, %error, count = ready.len(), "a batch failed; handling its messages one by one");
                 for delivery in ready {
-                    self.process(delivery).await;
+                    self.process(conn, delivery).await;
                 }
             }
         }
     }
 
-    async fn process(&self, delivery: Delivery) {
+    async fn process(&self, conn: &mut Held, delivery: Delivery) {
         let id = delivery.message.id.clone();
-        match self.apply_all(&[&delivery.message]).await {
+        match self.apply_all(conn, &[&delivery.message]).await {
             Ok(()) => {
                 let _ = delivery.ack().await;
             }
@@ -212,8 +214,14 @@ impl Consumer {
     /// The effects and inbox records of `messages`, in one transaction:
     /// those not in the inbox yet are recorded there with one statement and
     /// handed to the handler together.
-    async fn apply_all(&self, messages: &[&Message]) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await?;
+    async fn apply_all(&self, conn: &mut Held, messages: &[&Message]) -> Result<(), HandlerError> {
+        let applied = self.apply_in(conn, messages).await;
+        conn.release(applied.is_ok());
+        applied
+    }
+
+    async fn apply_in(&self, conn: &mut Held, messages: &[&Message]) -> Result<(), HandlerError> {
+        let mut tx = conn.begin().await?;
         let fresh = self.record(&mut tx, messages).await?;
         if !fresh.is_empty() {
             self.handler.handle_all(&mut tx, &fresh).await?;

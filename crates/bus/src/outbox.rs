@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sqlx::{AnyConnection, AnyPool, Row};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::sql::Held;
 use crate::{Bus, Message, now_ms};
 
 /// Migrations of the outbox, inbox and dead-letter tables.
@@ -54,6 +55,51 @@ pub async fn stage_all(conn: &mut AnyConnection, messages: &[Message]) -> Result
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// A message waiting for the [`Stager`], and who waits for it to be written.
+type Waiting = (Message, oneshot::Sender<Result<(), Arc<sqlx::Error>>>);
+
+/// Stages messages that go with no change of state: each is written and
+/// committed before its caller hears so, but the messages of callers that
+/// come while a write is under way are written together by the next one,
+/// with one statement. Written, they are handed to the relay.
+#[derive(Clone)]
+pub struct Stager(mpsc::UnboundedSender<Waiting>);
+
+impl Stager {
+    /// Starts writing into `pool`'s outbox, until the last clone is dropped.
+    pub fn start(pool: AnyPool, waker: Waker) -> Self {
+        let (queue, mut waiting) = mpsc::unbounded_channel::<Waiting>();
+        tokio::spawn(async move {
+            let mut conn = Held::new(pool);
+            let mut batch = Vec::new();
+            while waiting.recv_many(&mut batch, STAGE_CHUNK).await > 0 {
+                let (messages, callers): (Vec<Message>, Vec<_>) = batch.drain(..).unzip();
+                let written = match conn.get().await {
+                    Ok(conn) => stage_all(conn, &messages).await,
+                    Err(error) => Err(error),
+                };
+                conn.release(written.is_ok());
+                let written = written.map_err(Arc::new);
+                if written.is_ok() {
+                    waker.hand(messages);
+                }
+                for caller in callers {
+                    let _ = caller.send(written.clone());
+                }
+            }
+        });
+        Self(queue)
+    }
+
+    /// Stages `message`; it is committed when this returns `Ok`.
+    pub async fn stage(&self, message: Message) -> Result<(), Arc<sqlx::Error>> {
+        let (done, written) = oneshot::channel();
+        let gone = || Arc::new(sqlx::Error::WorkerCrashed);
+        self.0.send((message, done)).map_err(|_| gone())?;
+        written.await.map_err(|_| gone())?
+    }
 }
 
 /// Wakes the relay right after a commit, so messages leave without waiting
@@ -247,6 +293,10 @@ impl Relay {
 
 /// Ids marked published per statement.
 const MARK_CHUNK: usize = 500;
+/// How long the marker gathers confirmations before it writes: nothing
+/// waits on a mark, and one statement for what came in meanwhile spares a
+/// round trip per message or two.
+const MARK_GATHER: Duration = Duration::from_millis(50);
 
 /// The messages a relay is publishing or marking, which its passes skip.
 #[derive(Default)]
@@ -267,7 +317,9 @@ impl InFlight {
 }
 
 /// Marks confirmed messages published, as many per statement as have been
-/// confirmed meanwhile: one write for a burst instead of one per message.
+/// confirmed within [`MARK_GATHER`]: one write for a burst instead of one
+/// per message. A mark lost to a crash means a second publish, which
+/// consumers' inboxes absorb.
 async fn mark_published(
     pool: AnyPool,
     mut confirmed: mpsc::UnboundedReceiver<String>,
@@ -275,6 +327,13 @@ async fn mark_published(
 ) {
     let mut ids = Vec::with_capacity(MARK_CHUNK);
     while confirmed.recv_many(&mut ids, MARK_CHUNK).await > 0 {
+        tokio::time::sleep(MARK_GATHER).await;
+        while ids.len() < MARK_CHUNK {
+            match confirmed.try_recv() {
+                Ok(id) => ids.push(id),
+                Err(_) => break,
+            }
+        }
         let placeholders: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
         let sql = format!(
             "UPDATE outbox SET published_at = $1 WHERE id IN ({})",

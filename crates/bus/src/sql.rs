@@ -1,4 +1,7 @@
-//! SQL text shared by the bus tables and the services' multi-row writes.
+//! SQL shared by the bus tables and the services' multi-row writes.
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Transaction};
 
 /// The tuples of a multi-row `VALUES`: `rows` of `width` numbered
 /// placeholders each, `($1, $2), ($3, $4)` for 2 × 2, bound row after row.
@@ -10,6 +13,47 @@ pub fn values(rows: usize, width: usize) -> String {
         format!("({})", numbers.join(", "))
     };
     (0..rows).map(tuple).collect::<Vec<_>>().join(", ")
+}
+
+/// A connection that a worker of the bus (a consumer, a stager) writes
+/// through. When its pool has several, the worker keeps one from write to
+/// write: the pool checks a connection with a round trip each time it comes
+/// back, one more per write. With one (a SQLite file) it goes back after
+/// each write, so that the service's requests get their turn.
+pub(crate) struct Held {
+    pool: AnyPool,
+    keep: bool,
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl Held {
+    pub(crate) fn new(pool: AnyPool) -> Self {
+        let keep = pool.options().get_max_connections() > 1;
+        Self {
+            pool,
+            keep,
+            conn: None,
+        }
+    }
+
+    pub(crate) async fn get(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.acquire().await?);
+        }
+        Ok(self.conn.as_mut().expect("acquired"))
+    }
+
+    pub(crate) async fn begin(&mut self) -> Result<Transaction<'_, Any>, sqlx::Error> {
+        self.get().await?.begin().await
+    }
+
+    /// After a write: the connection goes back to the pool unless it is
+    /// kept and the write went well (after an error it may be broken).
+    pub(crate) fn release(&mut self, ok: bool) {
+        if !(ok && self.keep) {
+            self.conn = None;
+        }
+    }
 }
 
 #[cfg(test)]

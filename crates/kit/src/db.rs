@@ -85,6 +85,9 @@ impl Storage {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// A pool on `url`; on PostgreSQL every connection works in `schema`.
 async fn pool(url: &str, schema: Option<String>) -> Result<AnyPool, sqlx::Error> {
     let sqlite = url.starts_with("sqlite:");
@@ -95,8 +98,20 @@ async fn pool(url: &str, schema: Option<String>) -> Result<AnyPool, sqlx::Error>
         // roundtrips/s, p99 69 ms with 8 connections, 23 ms with one).
         .max_connections(if sqlite { 1 } else { 16 })
         .acquire_timeout(Duration::from_secs(10))
-        // Nothing to check on a file the process opened itself.
-        .test_before_acquire(!sqlite)
+        // sqlx pings a connection as it returns to the pool; pinging it
+        // again as it leaves costs a round trip per acquire for nothing
+        // when it was idle a moment. One idle longer (a database restart
+        // takes longer) is pinged, and replaced if the server is gone.
+        // Nothing to check on a SQLite file the process opened itself.
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if !sqlite && meta.idle_for >= IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _meta| {
             let schema = schema.clone();
             Box::pin(async move {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use flotilla_bus::Bus;
-use flotilla_bus::outbox::Waker;
+use flotilla_bus::outbox::{Stager, Waker};
 use sqlx::AnyPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -154,6 +154,8 @@ pub struct Context {
     /// Hands committed events to the outbox relay; [`Tx::commit`] and
     /// typed consumers do it.
     outbox: Waker,
+    /// Writes what [`Context::publish`] stages.
+    stager: Stager,
     pub shutdown: CancellationToken,
     /// The instance's own Prometheus registry: record what the service
     /// does with `ctx.metrics.record(|| metrics::counter!(…))`, and it is
@@ -168,17 +170,15 @@ impl Context {
         Ok(Tx::new(self.db.begin().await?, self.outbox.clone()))
     }
 
-    /// Stages `event` in the outbox with one statement of its own, which
-    /// commits at once: for an event that goes with no change of state (a
-    /// transaction would cost two more round trips to the database).
-    pub async fn publish<E: flotilla_contracts::Event>(
-        &self,
-        event: &E,
-    ) -> Result<(), sqlx::Error> {
-        let message = tx::message(event);
-        flotilla_bus::outbox::stage(&mut *self.db.acquire().await?, &message).await?;
-        self.outbox.hand(vec![message]);
-        Ok(())
+    /// Stages `event` in the outbox, committed when this returns: for an
+    /// event that goes with no change of state. Events published at the
+    /// same moment are written with one statement, outside any transaction
+    /// (which would cost two more round trips to the database).
+    pub async fn publish<E: flotilla_contracts::Event>(&self, event: &E) -> Result<(), Error> {
+        self.stager
+            .stage(tx::message(event))
+            .await
+            .map_err(|error| Error::Internal(error.into()))
     }
 
     /// Subscribes `handler` to its event's subject in this service's

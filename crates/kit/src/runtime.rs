@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use flotilla_bus::Bus;
-use flotilla_bus::outbox::{Relay, Waker};
+use flotilla_bus::outbox::{Relay, Stager, Waker};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,11 +37,13 @@ pub async fn prepare(
     db::migrate(&pool, service.migrator())
         .await
         .with_context(|| format!("{name}: migrations failed"))?;
+    let outbox = Waker::default();
     let ctx = Context {
         name,
+        stager: Stager::start(pool.clone(), outbox.clone()),
         db: pool,
         bus,
-        outbox: Waker::default(),
+        outbox,
         shutdown,
         metrics: crate::metrics::Metrics::new(name),
     };
