@@ -21,6 +21,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Messages staged at once at most by one relay pass, and published concurrently.
 const BATCH: i64 = 256;
+/// Messages in flight beyond which the relay reads the outbox less often.
+const BUSY: usize = 10 * BATCH as usize;
 /// Published rows are kept this long for inspection, then pruned.
 const RETENTION_MS: i64 = 60 * 60 * 1000;
 
@@ -29,12 +31,11 @@ pub async fn stage(conn: &mut AnyConnection, message: &Message) -> Result<(), sq
     stage_all(conn, std::slice::from_ref(message)).await
 }
 
-/// Rows per statement in [`stage_all`]: 5 parameters each stays far below
-/// the bind limits of SQLite (32766) and PostgreSQL (65535).
-const STAGE_CHUNK: usize = 1000;
+/// Rows per statement in [`stage_all`], of 5 parameters each.
+const STAGE_CHUNK: usize = crate::sql::rows_per_statement(5);
 
 /// Writes `messages` into the outbox inside the caller's transaction, a
-/// thousand rows per statement.
+/// hundred rows per statement.
 pub async fn stage_all(conn: &mut AnyConnection, messages: &[Message]) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for chunk in messages.chunks(STAGE_CHUNK) {
@@ -195,7 +196,12 @@ impl Relay {
             for message in handed {
                 self.publish(message, &mut publishing);
             }
-            let due = last_read.is_none_or(|at| at.elapsed() >= self.poll);
+            // With many messages in flight (a large batch handed over),
+            // a read would fetch them all again only to skip them: it waits
+            // for them to be confirmed, ten polls at most.
+            let busy = publishing.in_flight.lock().unwrap().ids.len() > BUSY;
+            let due = last_read
+                .is_none_or(|at| at.elapsed() >= if busy { self.poll * 10 } else { self.poll });
             if self.waker.0.read.swap(false, Ordering::AcqRel) || due {
                 last_read = Some(Instant::now());
                 if let Err(error) = self.pass(&mut publishing).await {

@@ -54,9 +54,9 @@ impl From<StoreError> for flotilla_bus::consumer::HandlerError {
     }
 }
 
-/// Rows per statement when staging items: 4 parameters each stays far
-/// below the bind limits of SQLite and PostgreSQL.
-const STAGE_CHUNK: usize = 1000;
+/// Rows per statement when staging items or storing pairs, of 4
+/// parameters each.
+const STAGE_CHUNK: usize = flotilla_bus::sql::rows_per_statement(4);
 
 /// Counts `items` (index and item) towards batch `batch_id` of `total`
 /// items, each index once, with the batch's progress row locked
