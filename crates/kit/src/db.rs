@@ -148,9 +148,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Writes the WAL of the SQLite file at `url` back into the database, on a
 /// connection of its own, until `pool` closes. Left to the pool's
 /// connection, SQLite does it in the commit that takes the WAL past 1,000
-/// pages, which then waits for two fsyncs (15-25 ms on a laptop disk) with
-/// every writer of the service queued behind it. A passive checkpoint here
-/// waits for no one, and no one waits for it.
+/// pages, which then waits for two fsyncs (15-25 ms on the disks measured)
+/// with every writer of the service queued behind it. A passive checkpoint
+/// here does not wait for the writer, nor the writer for it.
 async fn checkpoint(url: String, pool: AnyPool) {
     let mut conn = match sqlx::AnyConnection::connect(&url).await {
         Ok(conn) => conn,
