@@ -2,7 +2,7 @@
 //! to the raw client of the same broker in the same run.
 //!
 //! ```sh
-//! cargo run --release -p flotilla-bus --example bus_bench [MESSAGES]
+//! cargo run --release -p flotilla-bus --example bus_bench [MESSAGES] [ROUNDS]
 //! ```
 //!
 //! Backends: the in-process bus (next to a tokio channel), NATS JetStream at
@@ -10,9 +10,11 @@
 //! alone) and RabbitMQ at FLOTILLA_BENCH_AMQP_URL (default
 //! amqp://guest:guest@127.0.0.1:5672/%2f, next to lapin alone); a broker
 //! that does not answer is skipped. Each run publishes with up to WINDOW
-//! publishes in flight and one consumer acknowledging every message; the
-//! brokers' paths run twice each, alternating (raw, flotilla, flotilla, raw),
-//! and the better of the two runs is reported. The raw NATS client is given
+//! publishes in flight and one consumer acknowledging every message. The
+//! brokers' paths run ROUNDS (3) times over in the order raw, flotilla,
+//! flotilla, raw, and the best run of each is reported: on two cores the
+//! client and the broker share, one run of either can be 20 % slower than
+//! the next. The raw NATS client is given
 //! the same guarantees as flotilla (message ids for de-duplication, idle
 //! heartbeats); a bare run without them follows for reference.
 
@@ -278,6 +280,31 @@ fn best(a: Run, b: Run) -> Run {
     if a.per_second >= b.per_second { a } else { b }
 }
 
+/// The best of `rounds` × 2 runs of each path, in the order raw, ours,
+/// ours, raw: the first run of a broker warms it up for the next, and
+/// neither path always goes first. `ours` is given the run's number, for a
+/// subject of its own.
+async fn alternate(
+    rounds: usize,
+    mut raw: impl AsyncFnMut() -> Run,
+    mut ours: impl AsyncFnMut(usize) -> Run,
+) -> (Run, Run) {
+    let (mut best_raw, mut best_ours): (Option<Run>, Option<Run>) = (None, None);
+    let keep = |kept: &mut Option<Run>, run: Run| {
+        *kept = Some(match kept.take() {
+            Some(before) => best(before, run),
+            None => run,
+        });
+    };
+    for round in 0..rounds {
+        keep(&mut best_raw, raw().await);
+        keep(&mut best_ours, ours(2 * round).await);
+        keep(&mut best_ours, ours(2 * round + 1).await);
+        keep(&mut best_raw, raw().await);
+    }
+    (best_raw.expect("a round"), best_ours.expect("a round"))
+}
+
 fn row(name: &str, run: &Run) {
     println!(
         "{name:<22} {:>10.0} {:>10.2} {:>10.2}",
@@ -301,7 +328,15 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
-    println!("{n} messages of 8 bytes, {WINDOW} publishes in flight, one consumer acking each\n");
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!(
+        "{n} messages of 8 bytes, {WINDOW} publishes in flight, one consumer acking each; brokers: best of {} runs per path\n",
+        2 * rounds
+    );
     println!(
         "{:<22} {:>10} {:>10} {:>10}",
         "path", "msg/s", "p50 ms", "p99 ms"
@@ -322,18 +357,18 @@ async fn main() {
     };
     match NatsBus::connect(&nats_url, config).await {
         Ok(bus) => {
-            // Each measured twice, alternating, the better run kept: the
-            // first run of a broker warms it up for the second.
-            let raw_a = raw_nats(&nats_url, n, false).await;
-            let ours_a = through_bus(Arc::new(bus.clone()), "bench.nats", n).await;
-            let ours_b = through_bus(Arc::new(bus.clone()), "bench.nats2", n).await;
-            let raw_b = raw_nats(&nats_url, n, false).await;
+            let (raw, ours) = alternate(
+                rounds,
+                async || raw_nats(&nats_url, n, false).await,
+                async |run| {
+                    through_bus(Arc::new(bus.clone()), &format!("bench.nats{run}"), n).await
+                },
+            )
+            .await;
             let bare = best(
                 raw_nats(&nats_url, n, true).await,
                 raw_nats(&nats_url, n, true).await,
             );
-            let raw = best(raw_a, raw_b);
-            let ours = best(ours_a, ours_b);
             row("async-nats alone", &raw);
             row("flotilla nats", &ours);
             row("async-nats bare", &bare);
@@ -349,12 +384,12 @@ async fn main() {
     match AmqpBus::connect(&amqp_url, &format!("bench{}", std::process::id())).await {
         Ok(bus) => {
             let bus = Arc::new(bus);
-            let raw_a = raw_amqp(&amqp_url, n).await;
-            let ours_a = through_bus(bus.clone(), "bench.amqp", n).await;
-            let ours_b = through_bus(bus.clone(), "bench.amqp2", n).await;
-            let raw_b = raw_amqp(&amqp_url, n).await;
-            let raw = best(raw_a, raw_b);
-            let ours = best(ours_a, ours_b);
+            let (raw, ours) = alternate(
+                rounds,
+                async || raw_amqp(&amqp_url, n).await,
+                async |run| through_bus(bus.clone(), &format!("bench.amqp{run}"), n).await,
+            )
+            .await;
             row("lapin alone", &raw);
             row("flotilla amqp", &ours);
             let _ = bus.delete_declared().await;
