@@ -1,11 +1,16 @@
 """Deletes the JetStream streams that test runs leave behind (TEST_*, T*,
-P* names made by the suites), speaking the NATS protocol directly."""
+P* names made by the suites), or those whose names match the pattern given
+as the first argument, on the server of NATS_URL (default
+nats://127.0.0.1:4222), speaking the NATS protocol directly."""
 import json
+import os
 import re
 import socket
 import sys
+from urllib.parse import urlsplit
 
-HOST, PORT = "127.0.0.1", 4222
+SERVER = urlsplit(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+HOST, PORT = SERVER.hostname or "127.0.0.1", SERVER.port or 4222
 TEST_STREAM = re.compile(r"^(TEST_[0-9A-F]+|T[0-9A-F]{12}|PTMP[0-9A-Z]+)$")
 
 
@@ -39,14 +44,15 @@ class Nats:
 def main():
     nats = Nats()
     names = nats.request("$JS.API.STREAM.NAMES", b"{}").get("streams") or []
-    doomed = [n for n in names if TEST_STREAM.match(n)]
+    pattern = re.compile(sys.argv[1]) if len(sys.argv) > 1 else TEST_STREAM
+    doomed = [n for n in names if pattern.match(n)]
     for name in doomed:
         nats.request(f"$JS.API.STREAM.DELETE.{name}")
-    print(f"ci: deleted {len(doomed)} test stream(s)")
+    print(f"deleted {len(doomed)} stream(s)")
 
 
 if __name__ == "__main__":
     try:
         main()
     except OSError as error:
-        print(f"ci: NATS cleanup skipped: {error}", file=sys.stderr)
+        print(f"NATS cleanup skipped: {error}", file=sys.stderr)

@@ -42,6 +42,13 @@ cleanup() {
             psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS \"${tag}${bus}_$service\" CASCADE" >/dev/null 2>&1 || true
         done
     done
+    # The stack's JetStream stream, and its RabbitMQ queues where the broker
+    # is this machine's (its exchanges stay: rabbitmqctl cannot delete one).
+    NATS_URL=$NATS_URL python3 .ci/nats_clean.py "^${tag^^}N\$" >/dev/null || true
+    if [[ " $BACKENDS " == *" postgres+rabbitmq "* ]] && command -v rabbitmqctl >/dev/null; then
+        rabbitmqctl -q list_queues name 2>/dev/null | grep "^${tag}r\." \
+            | xargs -r -n1 rabbitmqctl -q delete_queue >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 

@@ -10,6 +10,9 @@
 //!
 //!   kv_bench <gateway URL> <database URL> [rate/s] [seconds] [batch size]
 //!
+//! With `KV_BENCH_EVERY=S`, the roundtrips are also reported per S seconds
+//! of their sending, to show whether a run slows down as it goes.
+//!
 //! The database URL is the kv service's own: `sqlite://DATA/kv.db`, or
 //! `postgres://…?options=-csearch_path%3D<schema>`. The anchors open it with
 //! the service's own code (`flotilla_kit::db::Storage::open`), so they run
@@ -34,6 +37,28 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The roundtrips of `timeline` by `every` seconds of their sending since
+/// `started`: where each window starts, its count, p50 and p99.
+fn per_window(
+    timeline: &[(Instant, Duration)],
+    started: Instant,
+    every: u64,
+) -> Vec<(u64, usize, Duration, Duration)> {
+    let mut windows: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+    for (sent, took) in timeline {
+        let window = sent.saturating_duration_since(started).as_secs() / every * every;
+        windows.entry(window).or_default().push(*took);
+    }
+    windows
+        .into_iter()
+        .map(|(from, mut took)| {
+            took.sort_unstable();
+            let (p50, p99) = (percentile(&took, 0.5), percentile(&took, 0.99));
+            (from, took.len(), p50, p99)
+        })
+        .collect()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -95,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
     let (socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
     let (mut sink, mut frames) = socket.split();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    // When each counted roundtrip was sent, and how long it took.
+    let latencies: Arc<Mutex<Vec<(Instant, Duration)>>> = Arc::default();
     let reader = {
         let (sent, latencies) = (sent.clone(), latencies.clone());
         tokio::spawn(async move {
@@ -105,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
                     let frame: Value = serde_json::from_str(&text).unwrap_or_default();
                     let key = frame["key"].as_str().unwrap_or_default();
                     if let Some(start) = sent.lock().unwrap().remove(key) {
-                        latencies.lock().unwrap().push(arrived - start);
+                        latencies.lock().unwrap().push((start, arrived - start));
                     }
                 }
             }
@@ -154,8 +180,13 @@ async fn main() -> anyhow::Result<()> {
     let lost = sent.lock().unwrap().len();
     let _ = sink.close().await;
     reader.abort();
-    let mut rt = std::mem::take(&mut *latencies.lock().unwrap());
+    let timeline = std::mem::take(&mut *latencies.lock().unwrap());
+    let mut rt: Vec<Duration> = timeline.iter().map(|(_, took)| *took).collect();
     rt.sort_unstable();
+    let every: Option<u64> = std::env::var("KV_BENCH_EVERY")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let windows = every.map(|every| per_window(&timeline, started, every.max(1)));
 
     // One batch, until its reply.
     let batch_time = if batch > 0 {
@@ -227,6 +258,13 @@ async fn main() -> anyhow::Result<()> {
         ms(p50) / ms(s50),
         ms(p99) / ms(s99),
     );
+    for (from, count, p50, p99) in windows.into_iter().flatten() {
+        println!(
+            "           from {from:>4} s: {count} arrived, p50 {:.2} ms  p99 {:.2} ms",
+            ms(p50),
+            ms(p99)
+        );
+    }
     if batch > 0 {
         println!(
             "batch      {batch} items stored whole in {:.0} ms | {batch}-row insert in one transaction {:.0} ms | ratio {:.1}x",
