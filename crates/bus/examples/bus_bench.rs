@@ -14,9 +14,9 @@
 //! brokers' paths run ROUNDS (3) times over in the order raw, flotilla,
 //! flotilla, raw, and the best run of each is reported: on two cores the
 //! client and the broker share, one run of either can be 20 % slower than
-//! the next. The raw NATS client is given
-//! the same guarantees as flotilla (message ids for de-duplication, idle
-//! heartbeats); a bare run without them follows for reference.
+//! the next. The raw NATS client is given the same guarantees as flotilla
+//! (message ids for de-duplication, idle heartbeats); a bare run without
+//! them follows for reference.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
