@@ -243,7 +243,7 @@ impl Consumer {
         let sql = format!(
             "INSERT INTO inbox (consumer, message_id, handled_at) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING message_id",
-            crate::sql::values(messages.len(), 3)
+            crate::sql::values(tx, messages.len(), 3)
         );
         let now = now_ms();
         let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));

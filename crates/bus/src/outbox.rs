@@ -41,7 +41,7 @@ pub async fn stage_all(conn: &mut AnyConnection, messages: &[Message]) -> Result
     for chunk in messages.chunks(STAGE_CHUNK) {
         let sql = format!(
             "INSERT INTO outbox (id, subject, headers, payload, created_at) VALUES {}",
-            crate::sql::values(chunk.len(), 5)
+            crate::sql::values(conn, chunk.len(), 5)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for message in chunk {
@@ -322,6 +322,23 @@ impl InFlight {
     }
 }
 
+/// Marks the messages of `ids` published, with one statement.
+async fn mark(pool: &AnyPool, ids: &[String]) -> Result<(), sqlx::Error> {
+    use crate::sql::placeholders;
+    let mut conn = pool.acquire().await?;
+    let sql = format!(
+        "UPDATE outbox SET published_at = {} WHERE id IN ({})",
+        placeholders(&conn, 1, 1),
+        placeholders(&conn, 2, ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// Marks confirmed messages published, as many per statement as have been
 /// confirmed within [`MARK_GATHER`]: one write for a burst instead of one
 /// per message. A mark lost to a crash means a second publish, which
@@ -340,16 +357,7 @@ async fn mark_published(
                 Err(_) => break,
             }
         }
-        let placeholders: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "UPDATE outbox SET published_at = $1 WHERE id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
-        for id in &ids {
-            query = query.bind(id.clone());
-        }
-        if let Err(error) = query.execute(&pool).await {
+        if let Err(error) = mark(&pool, &ids).await {
             // Published again by a later pass; consumers de-duplicate.
             tracing::warn!(%error, count = ids.len(), "could not mark outbox messages published");
         }

@@ -94,7 +94,7 @@ pub async fn stage_items(
         let sql = format!(
             "INSERT INTO batch_staging (batch_id, idx, key, value) VALUES {} \
              ON CONFLICT DO NOTHING",
-            flotilla_bus::sql::values(chunk.len(), 4)
+            flotilla_bus::sql::values(tx, chunk.len(), 4)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (index, item) in chunk {
@@ -192,7 +192,7 @@ impl Store {
                         "INSERT INTO pairs (key, value, correlation_id, stored_at) VALUES {} \
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
                          correlation_id = excluded.correlation_id, stored_at = excluded.stored_at",
-                        flotilla_bus::sql::values(chunk.len(), 4)
+                        flotilla_bus::sql::values(tx, chunk.len(), 4)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for pair in chunk {
